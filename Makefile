@@ -1,0 +1,26 @@
+# The two commands: `make run` serves the backoffice, `make test` runs the tests.
+# Both create the virtualenv and install what they need on first use.
+
+VENV := .venv
+PY := $(VENV)/bin/python
+# Tests use the local PostgreSQL (a test_backoffice database is created and dropped).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/backoffice
+
+.PHONY: run test system-packages
+
+run: $(VENV)/.installed
+	$(PY) -m backoffice.run
+
+test: $(VENV)/.installed system-packages
+	DEBUG=1 DATABASE_URL=$(TEST_DATABASE_URL) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+$(VENV)/.installed: requirements.txt requirements-test.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-test.txt
+	touch $@
+
+# Debian packages the tests drive: Chromium (browser tests), Caddy (proxy), wrk (benchmarks).
+system-packages:
+	@command -v chromium >/dev/null && command -v caddy >/dev/null && command -v wrk >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium caddy wrk; }

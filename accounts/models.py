@@ -1,0 +1,144 @@
+import hashlib
+import hmac
+import secrets
+import string
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser, UserManager as BaseUserManager
+from django.db import models
+from django.utils import timezone
+
+TOKEN_MARKER = "nlp_"
+PREFIX_ALPHABET = string.ascii_lowercase + string.digits
+PREFIX_LENGTH = 8
+PREFIX_CHARS = set(PREFIX_ALPHABET)
+PREFIX_END = len(TOKEN_MARKER) + PREFIX_LENGTH
+SECRET_BYTES = 32
+SECRET_LENGTH = 43  # len(secrets.token_urlsafe(SECRET_BYTES))
+
+
+class UserManager(BaseUserManager):
+    """Users are identified by e-mail; there is no username."""
+
+    def _create_user(self, email, password, **extra_fields):
+        if not email:
+            raise ValueError("An e-mail address is required.")
+        user = self.model(email=self.normalize_email(email).lower(), **extra_fields)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_user(self, email, password=None, **extra_fields):
+        extra_fields.setdefault("is_staff", False)
+        extra_fields.setdefault("is_superuser", False)
+        return self._create_user(email, password, **extra_fields)
+
+    def create_superuser(self, email, password=None, **extra_fields):
+        extra_fields.setdefault("is_staff", True)
+        extra_fields.setdefault("is_superuser", True)
+        return self._create_user(email, password, **extra_fields)
+
+
+class User(AbstractUser):
+    username = None
+    email = models.EmailField("e-mail address", unique=True)
+
+    USERNAME_FIELD = "email"
+    REQUIRED_FIELDS = []
+
+    objects = UserManager()
+
+    def __str__(self) -> str:
+        return self.email
+
+
+def token_digest(token: str) -> str:
+    return hmac.new(settings.TOKEN_HASH_KEY.encode(), token.encode(), hashlib.sha256).hexdigest()
+
+
+def token_prefix(token: str) -> str | None:
+    """The visible prefix (`nlp_xxxxxxxx`) of a well-formed token, else None."""
+    prefix, separator, secret = token[:PREFIX_END], token[PREFIX_END : PREFIX_END + 1], token[PREFIX_END + 1 :]
+    body = prefix.removeprefix(TOKEN_MARKER)
+    if (
+        separator != "_"
+        or len(secret) != SECRET_LENGTH
+        or len(body) != PREFIX_LENGTH
+        or not set(body) <= PREFIX_CHARS
+    ):
+        return None
+    return prefix
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(revoked_at__isnull=True)
+
+    def authenticate(self, token: str) -> "ApiToken | None":
+        """The active token matching this secret, compared in constant time."""
+        prefix = token_prefix(token)
+        if prefix is None:
+            return None
+        candidate = self.active().select_related("user").filter(prefix=prefix).first()
+        if candidate and candidate.matches(token):
+            return candidate
+        return None
+
+
+class ApiToken(models.Model):
+    """A customer's key to the NLP API.
+
+    The secret is shown once at creation; only its keyed hash and a short
+    visible prefix are stored.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=20, unique=True, editable=False)
+    digest = models.CharField(max_length=64, editable=False)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    last_used = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @classmethod
+    def issue(cls, user, name: str) -> tuple["ApiToken", str]:
+        """Create a token; returns it with its secret, which is never stored."""
+        token = cls(user=user, name=name)
+        secret = token._new_secret()
+        token.save()
+        return token, secret
+
+    def rotate(self) -> str:
+        """Replace the secret (the old one stops working at once); returns the new one."""
+        secret = self._new_secret()
+        self.created = timezone.now()
+        self.last_used = None
+        self.save(update_fields=["prefix", "digest", "created", "last_used"])
+        return secret
+
+    def revoke(self) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])
+
+    def matches(self, token: str) -> bool:
+        return hmac.compare_digest(self.digest, token_digest(token))
+
+    def _new_secret(self) -> str:
+        body = "".join(secrets.choice(PREFIX_ALPHABET) for _ in range(PREFIX_LENGTH))
+        self.prefix = TOKEN_MARKER + body
+        secret = f"{self.prefix}_{secrets.token_urlsafe(SECRET_BYTES)}"
+        self.digest = token_digest(secret)
+        return secret

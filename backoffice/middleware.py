@@ -1,0 +1,40 @@
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import resolve_url
+from django.template.response import TemplateResponse
+from django.utils.cache import patch_vary_headers
+from django_htmx.http import HttpResponseClientRedirect
+
+CONTENT_PARTIAL = "content"
+
+
+class HtmxPageMiddleware:
+    """Answers an htmx request with the page's content fragment, anything else with the full page.
+
+    Every page template defines its content as `{% partialdef content inline %}`
+    inside its content block;
+    a history restore (htmx re-fetching a page it no longer has cached) gets the
+    full page. A session that expired during an htmx request sends the browser
+    to the login page instead of swapping the login form into the content area.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if request.htmx and response.status_code == 302 and self._is_login_redirect(response):
+            response = HttpResponseClientRedirect(response["Location"])
+        patch_vary_headers(response, ["HX-Request"])
+        return response
+
+    def process_template_response(self, request: HttpRequest, response: TemplateResponse) -> TemplateResponse:
+        if request.htmx and not request.htmx.history_restore_request:
+            names = [response.template_name] if isinstance(response.template_name, str) else response.template_name
+            # A template without the partial (admin, say) falls back to its full page.
+            response.template_name = [f"{name}#{CONTENT_PARTIAL}" for name in names] + list(names)
+        return response
+
+    @staticmethod
+    def _is_login_redirect(response: HttpResponse) -> bool:
+        return response["Location"].split("?")[0] == resolve_url(settings.LOGIN_URL)

@@ -1,0 +1,10 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from backoffice import views
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("", include("accounts.urls")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,55 @@
+// Small page behaviours htmx does not cover: errors during swaps, the
+// current-page marker and title after htmx navigation, and copy buttons.
+(function () {
+  "use strict";
+
+  function showAlert(message) {
+    const alert = document.getElementById("alert");
+    alert.textContent = message;
+    alert.hidden = false;
+  }
+
+  function markCurrentPage() {
+    let best = null;
+    for (const link of document.querySelectorAll("nav a[href^='/']")) {
+      link.removeAttribute("aria-current");
+      const path = link.getAttribute("href");
+      const matches = path === "/" ? location.pathname === "/" : location.pathname.startsWith(path);
+      if (matches && (!best || path.length > best.getAttribute("href").length)) best = link;
+    }
+    if (best) best.setAttribute("aria-current", "page");
+  }
+
+  document.addEventListener("htmx:beforeRequest", function () {
+    document.getElementById("alert").hidden = true;
+  });
+  document.addEventListener("htmx:responseError", function (event) {
+    const xhr = event.detail.xhr;
+    showAlert(`Something went wrong (${xhr.status} ${xhr.statusText}). Please try again.`);
+  });
+  document.addEventListener("htmx:sendError", function () {
+    showAlert("The server could not be reached. Check your connection and try again.");
+  });
+  document.addEventListener("htmx:afterSettle", function (event) {
+    if (event.detail.target.id !== "content") return;
+    const heading = document.querySelector("#content h1");
+    if (heading) document.title = `${heading.textContent.trim()} · NLP API`;
+    markCurrentPage();
+    document.getElementById("content").focus({ preventScroll: true });
+  });
+  document.addEventListener("htmx:historyRestore", markCurrentPage);
+  document.addEventListener("DOMContentLoaded", markCurrentPage);
+
+  document.addEventListener("click", async function (event) {
+    const button = event.target.closest("[data-copy]");
+    if (!button) return;
+    const source = document.querySelector(button.dataset.copy);
+    try {
+      await navigator.clipboard.writeText(source.textContent.trim());
+      button.textContent = "Copied";
+    } catch {
+      getSelection().selectAllChildren(source);
+      button.textContent = "Press Ctrl+C";
+    }
+  });
+})();
