@@ -1,0 +1,85 @@
+"""Every page answers a full page, its fragment to htmx, and the full page to a history restore."""
+
+import pytest
+from django.urls import reverse
+
+from conftest import HISTORY_RESTORE, HTMX
+
+ANONYMOUS_PAGES = ["login", "signup", "password_reset", "password_reset_done", "password_reset_complete"]
+CUSTOMER_PAGES = ["dashboard", "tokens", "account", "password_change", "password_change_done"]
+
+
+PAGES = [(name, False) for name in ANONYMOUS_PAGES] + [(name, True) for name in CUSTOMER_PAGES]
+
+
+@pytest.fixture(params=PAGES, ids=[name for name, _ in PAGES])
+def page_url(request, client, customer) -> str:
+    """The URL of each page in turn, with the client logged in where the page needs it."""
+    name, needs_login = request.param
+    if needs_login:
+        client.force_login(customer)
+    return reverse(name)
+
+
+def test_a_normal_request_gets_the_full_page(client, page_url):
+    response = client.get(page_url)
+    assert response.status_code == 200
+    assert b"<!doctype html>" in response.content
+    assert b'<main id="content"' in response.content
+
+
+def test_an_htmx_request_gets_only_the_content_fragment(client, page_url):
+    response = client.get(page_url, **HTMX)
+    assert response.status_code == 200
+    assert b"<html" not in response.content and b"<nav" not in response.content
+    assert b"<h1>" in response.content
+
+
+def test_a_history_restore_gets_the_full_page(client, page_url):
+    response = client.get(page_url, **HISTORY_RESTORE)
+    assert b"<!doctype html>" in response.content
+
+
+def test_every_page_varies_on_hx_request(client, page_url):
+    for headers in [{}, HTMX]:
+        assert "HX-Request" in client.get(page_url, **headers)["Vary"]
+
+
+@pytest.mark.parametrize("name", CUSTOMER_PAGES)
+def test_customer_pages_send_anonymous_visitors_to_login(client, db, name):
+    response = client.get(reverse(name))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+def test_an_expired_session_during_htmx_sends_the_browser_to_login(client, db):
+    response = client.get(reverse("tokens"), **HTMX)
+    assert response.status_code == 200
+    assert response["HX-Redirect"] == f"{reverse('login')}?next={reverse('tokens')}"
+    assert response.content == b""
+
+
+def test_a_page_without_a_fragment_falls_back_to_the_full_page(staff_client):
+    response = staff_client.get(reverse("admin:index"), **HTMX)
+    assert response.status_code == 200
+    assert b"<html" in response.content
+
+
+def test_the_shell_serves_htmx_locally_and_sends_csrf_with_htmx_requests(customer_client):
+    html = customer_client.get(reverse("dashboard")).content.decode()
+    assert '<script src="/static/htmx.min.js"' in html
+    assert "hx-headers='{\"X-CSRFToken\": \"" in html
+    assert 'hx-indicator="#progress"' in html
+
+
+def test_navigation_links_exist_only_for_pages_that_exist(customer_client):
+    html = customer_client.get(reverse("dashboard")).content.decode()
+    for name in ["dashboard", "tokens", "account"]:
+        url = reverse(name)
+        assert f'href="{url}" hx-get="{url}"' in html
+    assert reverse("admin:index") not in html  # staff only
+
+
+def test_unknown_urls_get_404_not_500(customer_client):
+    assert customer_client.get("/no-such-page/").status_code == 404
+    assert customer_client.get("/tokens/not-a-number/revoke/").status_code == 404

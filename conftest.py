@@ -1,0 +1,44 @@
+"""Fixtures shared by every app's tests: a customer, a second customer, a staff user."""
+
+import pytest
+from django.core.cache import cache
+
+from accounts.models import User
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def clear_cache():
+    cache.clear()  # login throttling counts live here
+
+
+@pytest.fixture
+def customer(db) -> User:
+    return User.objects.create_user("ada@example.com", PASSWORD)
+
+
+@pytest.fixture
+def other_customer(db) -> User:
+    return User.objects.create_user("grace@example.com", PASSWORD)
+
+
+@pytest.fixture
+def staff_user(db) -> User:
+    return User.objects.create_superuser("staff@example.com", PASSWORD)
+
+
+@pytest.fixture
+def customer_client(client, customer):
+    client.force_login(customer)
+    return client
+
+
+@pytest.fixture
+def staff_client(client, staff_user):
+    client.force_login(staff_user)
+    return client
+
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+HISTORY_RESTORE = {"HTTP_HX_REQUEST": "true", "HTTP_HX_HISTORY_RESTORE_REQUEST": "true"}
