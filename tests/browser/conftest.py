@@ -1,15 +1,18 @@
 """A real Chromium (Debian's /usr/bin/chromium) driven by Playwright against the live server."""
 
-import os
 import shutil
 
 import pytest
 from playwright.sync_api import sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
-# Playwright's sync API runs an event loop in the test thread; the ORM calls
-# the tests make around it are still plain synchronous calls.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(autouse=True)
+def allow_orm_beside_playwright(monkeypatch):
+    # Playwright's sync API runs an event loop in the test thread; the ORM
+    # calls these tests make around it are still plain synchronous calls.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 @pytest.fixture(scope="session")
