@@ -15,7 +15,8 @@ PRODUCTION = {
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY")} | env
+    # A clean environment: nothing of the test run's own (DEBUG, ...) leaks in.
+    environment = {"PATH": os.environ["PATH"], "DATABASE_URL": os.environ["DATABASE_URL"]} | env
     return subprocess.run(
         [sys.executable, "manage.py", *args], env=environment, cwd=settings.BASE_DIR, capture_output=True, text=True
     )
