@@ -1,19 +1,23 @@
 """`make run`: serve the backoffice on localhost.
 
 With DATABASE_URL unset, a real PostgreSQL from the `pgserver` wheel runs in
-.data/postgres for as long as this process does. Migrates, creates the demo
+$DATA_DIR/postgres (default .data/) for as long as this process does. Migrates, creates the demo
 users (credentials printed once) and serves on $PORT (default 8000).
 """
 
 import os
 import secrets
+import signal
+import sys
 from pathlib import Path
 from urllib.parse import quote
 
-DATA_DIR = Path(__file__).resolve().parent.parent / ".data"
+DATA_DIR = Path(os.environ.get("DATA_DIR") or Path(__file__).resolve().parent.parent / ".data")
 
 
 def main() -> None:
+    # Exit cleanly on SIGTERM too, so the embedded PostgreSQL is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     DATA_DIR.mkdir(exist_ok=True)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backoffice.settings")
     os.environ.setdefault("DEBUG", "1")
