@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Tests use the local PostgreSQL (a test_backoffice database is created and dropped).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/backoffice
+# ... and the local Redis, database 15 (flushed by the tests).
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
 .PHONY: run test system-packages
 
@@ -12,7 +14,7 @@ run: $(VENV)/.installed
 	$(PY) -m backoffice.run
 
 test: $(VENV)/.installed system-packages
-	DEBUG=1 DATABASE_URL=$(TEST_DATABASE_URL) $(VENV)/bin/pytest $(PYTEST_ARGS)
+	DEBUG=1 DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 $(VENV)/.installed: requirements.txt requirements-test.txt
 	test -x $(PY) || python3 -m venv $(VENV)

@@ -46,6 +46,23 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}.") from None
 
 
+def env_float(name: str, default: float) -> float:
+    value = env(name, "")
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}.") from None
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env(name, default)
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}.")
+    return value
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     value = env(name, "")
     return [item.strip() for item in value.split(",") if item.strip()] if value else default
@@ -78,6 +95,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "accounts",
+    "billing",
+    "usage",
 ]
 
 MIDDLEWARE = [
@@ -127,6 +146,19 @@ CACHES = {
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }
+
+# Forward-auth (usage/forward_auth.py). Counters live in process memory (exact for
+# one process) or in Redis (exact across processes and replicas).
+FORWARD_AUTH_BACKEND = env_choice("FORWARD_AUTH_BACKEND", "memory", ("memory", "redis"))
+if FORWARD_AUTH_BACKEND == "redis" and not REDIS_URL:
+    raise ImproperlyConfigured("FORWARD_AUTH_BACKEND=redis needs REDIS_URL.")
+# When Redis (counters) or PostgreSQL (tokens, before the first load) is down:
+# false answers 503, true lets calls through unchecked (marked with a header).
+FORWARD_AUTH_FAIL_OPEN = env_bool("FORWARD_AUTH_FAIL_OPEN", False)
+# How often each process looks for token and plan changes (seconds); 0 = never.
+FORWARD_AUTH_REFRESH_SECONDS = env_float("FORWARD_AUTH_REFRESH_SECONDS", 1.0)
+# A concurrency lease not released by the upstream expires after this many seconds.
+FORWARD_AUTH_LEASE_TTL = env_float("FORWARD_AUTH_LEASE_TTL", 60.0)
 
 AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [
@@ -179,6 +211,7 @@ STORAGES = {
 # Production hardening; `manage.py check --deploy` passes with DEBUG off.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^forward-auth"]  # the proxy calls it on the internal network
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not DEBUG
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = not DEBUG

@@ -6,5 +6,6 @@ from backoffice import views
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("", include("accounts.urls")),
+    path("", include("usage.urls")),
     path("admin/", admin.site.urls),
 ]

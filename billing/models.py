@@ -1,0 +1,100 @@
+import re
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+
+
+class Window(models.TextChoices):
+    MINUTE = "minute", "per minute"
+    HOUR = "hour", "per hour"
+    DAY = "day", "per day"
+    MONTH = "month", "per billing period"
+
+
+class PlanQuerySet(models.QuerySet):
+    def default(self) -> "Plan":
+        """The plan of customers without a paid subscription (Free)."""
+        return self.get(is_default=True)
+
+
+class Plan(models.Model):
+    """What a customer may do: limits per window, per endpoint, in flight; what it costs."""
+
+    name = models.CharField(max_length=50, unique=True)
+    slug = models.SlugField(unique=True, help_text="Sent upstream in X-Plan.")
+    stripe_price_id = models.CharField(max_length=100, blank=True, help_text="The Stripe price billed for this plan.")
+    is_default = models.BooleanField(
+        default=False, help_text="The plan of every customer without a paid subscription. Exactly one plan has it."
+    )
+    metered = models.BooleanField(default=False, help_text="Pay-as-you-go: words generated are billed.")
+    per_minute = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no limit.")
+    per_hour = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no limit.")
+    per_day = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no limit.")
+    per_month = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Per billing period (calendar month without a subscription). Empty: no limit."
+    )
+    concurrency = models.PositiveIntegerField(null=True, blank=True, help_text="Requests in flight. Empty: no limit.")
+    position = models.PositiveSmallIntegerField(default=0, help_text="Order on the pricing and billing pages.")
+
+    objects = PlanQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["position", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["is_default"], condition=models.Q(is_default=True), name="one_default_plan")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def window_limits(self) -> dict[str, int]:
+        """The plan-wide limits that are set, by window."""
+        quotas = {
+            Window.MINUTE: self.per_minute,
+            Window.HOUR: self.per_hour,
+            Window.DAY: self.per_day,
+            Window.MONTH: self.per_month,
+        }
+        return {str(window): quota for window, quota in quotas.items() if quota is not None}
+
+
+path_pattern = RegexValidator(
+    r"^/[A-Za-z0-9._~\-/*]*$", "A path such as /v1/*/summarization: letters, digits, / . _ ~ - and * for one segment."
+)
+
+
+class EndpointLimit(models.Model):
+    """A limit on the calls to the paths matching a pattern, e.g. `/v1/*/summarization` at most 5 per minute."""
+
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="endpoint_limits")
+    pattern = models.CharField(max_length=200, validators=[path_pattern])
+    window = models.CharField(max_length=10, choices=Window.choices)
+    quota = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["plan", "pattern", "window"], name="one_limit_per_endpoint_window")]
+
+    def __str__(self) -> str:
+        return f"{self.pattern} {self.quota} {self.get_window_display()}"
+
+    def regex(self) -> re.Pattern:
+        """`*` matches one path segment; the pattern matches the whole path (no query)."""
+        return re.compile("".join("[^/]+" if part == "*" else re.escape(part) for part in re.split(r"(\*)", self.pattern)) + "$")
+
+    def clean(self):
+        if "**" in self.pattern:
+            raise ValidationError({"pattern": "Use one * per path segment."})
+
+
+class Customer(models.Model):
+    """A user's billing state: the plan in effect and the current billing period."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="customer")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="customers")
+    current_period_start = models.DateTimeField(null=True, blank=True)
+    current_period_end = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.plan})"

@@ -1,0 +1,350 @@
+"""The forward-auth decision Traefik asks for on every API call.
+
+Token -> account -> plan are resolved from an in-process snapshot of the
+database, reloaded by a background thread within FORWARD_AUTH_REFRESH_SECONDS
+of any change (a PostgreSQL trigger bumps the `forward_auth_version` sequence
+on every write to tokens, users, plans, endpoint limits and customers). So a
+warm decision makes no database query: it parses the token, checks its keyed
+hash, takes every applicable window from the counters (usage/limiter.py) and
+hands the call to the usage recorder.
+
+`ForwardAuth.answer(environ)` takes a WSGI environ (Django's `request.META` is
+one) and returns an `Answer`, so the Django view and the lean WSGI entry point
+(usage/wsgi.py) share every line of the decision.
+"""
+
+import calendar
+import hashlib
+import hmac
+import itertools
+import json
+import logging
+import math
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import redis
+from django.conf import settings
+from django.db import DatabaseError, connection
+
+from accounts.models import PREFIX_END, TOKEN_LENGTH, ApiToken
+from billing.models import Plan, Window
+from usage.limiter import SLICES, Check, MemoryCounters, RedisCounters, Verdict
+from usage.recorder import recorder
+
+log = logging.getLogger(__name__)
+
+ROLLING_WINDOWS = {"minute": 60, "hour": 3600, "day": 86400}
+STATUS_LINES = {
+    200: "200 OK",
+    204: "204 No Content",
+    401: "401 Unauthorized",
+    404: "404 Not Found",
+    405: "405 Method Not Allowed",
+    429: "429 Too Many Requests",
+    503: "503 Service Unavailable",
+}
+MAX_ENDPOINT_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+
+    @property
+    def status_line(self) -> str:
+        return STATUS_LINES[self.status]
+
+
+def problem(status: int, title: str, detail: str, headers: list[tuple[str, str]] = (), **extra) -> Answer:
+    """An RFC 9457 problem answer."""
+    body = {"type": f"about:blank#{title.lower().replace(' ', '-')}", "title": title, "status": status, "detail": detail}
+    return Answer(status, [("Content-Type", "application/problem+json"), *headers], json.dumps(body | extra).encode())
+
+
+def unauthorized(detail: str) -> Answer:
+    return problem(
+        401, "Invalid token", detail, [("WWW-Authenticate", 'Bearer realm="api", error="invalid_token"')]
+    )
+
+
+MISSING_TOKEN = unauthorized("Send your API token as `Authorization: Bearer <token>`.")
+MALFORMED_TOKEN = unauthorized("The Authorization header does not hold a well-formed API token.")
+UNKNOWN_TOKEN = unauthorized("This API token is unknown or has been revoked.")
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    name: str  # the counter's name and the policy's name in the RateLimit fields
+    window: str
+    quota: int
+    description: str  # "per minute", "on /v1/*/summarization per minute"
+    matches: object = None  # for an endpoint limit: the compiled pattern's `match`
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRules:
+    slug: str
+    limits: tuple[Limit, ...]
+    endpoint_limits: tuple[Limit, ...]
+    concurrency: int | None
+
+    @classmethod
+    def of(cls, plan: Plan) -> "PlanRules":
+        return cls(
+            slug=plan.slug,
+            limits=tuple(
+                Limit(window, window, quota, Window(window).label) for window, quota in plan.window_limits().items()
+            ),
+            endpoint_limits=tuple(
+                Limit(
+                    f"{rule.pattern} per {rule.window}", rule.window, rule.quota,
+                    f"on {rule.pattern} {rule.get_window_display()}", rule.regex().match,
+                )
+                for rule in plan.endpoint_limits.all()
+            ),
+            concurrency=plan.concurrency,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    digest: bytes
+    token_id: int
+    account: int
+    plan: PlanRules
+    period: tuple[float, float] | None  # the customer's billing period, as timestamps
+    identity: tuple[tuple[str, str], ...]  # headers for the upstream
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    version: int
+    credentials: dict[str, Credential]
+
+
+def current_version() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT last_value FROM forward_auth_version")
+        return cursor.fetchone()[0]
+
+
+def load_snapshot() -> Snapshot:
+    version = current_version()  # read first: a change during the load triggers another load
+    plans = {plan.id: PlanRules.of(plan) for plan in Plan.objects.prefetch_related("endpoint_limits")}
+    default = next((plans[plan_id] for plan_id in Plan.objects.filter(is_default=True).values_list("id", flat=True)), None)
+    credentials = {}
+    rows = ApiToken.objects.active().filter(user__is_active=True).values_list(
+        "prefix", "digest", "id", "user_id",
+        "user__customer__plan_id", "user__customer__current_period_start", "user__customer__current_period_end",
+    )
+    for prefix, digest, token_id, user_id, plan_id, period_start, period_end in rows:
+        plan = plans.get(plan_id, default)
+        if plan is None:
+            continue  # no plan at all (no default plan configured): the token cannot be used
+        period = (period_start.timestamp(), period_end.timestamp()) if period_start and period_end else None
+        identity = (("X-User-Id", str(user_id)), ("X-Plan", plan.slug), ("X-Token-Id", str(token_id)))
+        credentials[prefix] = Credential(bytes.fromhex(digest), token_id, user_id, plan, period, identity)
+    return Snapshot(version, credentials)
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of `Bearer <token>` or `Token <token>`; None when the header is malformed."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() not in ("bearer", "token"):
+        return None
+    token = token.strip()
+    return token if len(token) == TOKEN_LENGTH else None
+
+
+class CalendarMonth:
+    """The current UTC calendar month as timestamps, recomputed when it ends."""
+
+    def __init__(self):
+        self.start = self.end = 0.0
+
+    def at(self, now: float) -> tuple[float, float]:
+        if not self.start <= now < self.end:
+            moment = datetime.fromtimestamp(now, timezone.utc)
+            start = datetime(moment.year, moment.month, 1, tzinfo=timezone.utc)
+            days = calendar.monthrange(moment.year, moment.month)[1]
+            self.start, self.end = start.timestamp(), start.timestamp() + days * 86400
+        return self.start, self.end
+
+
+class ForwardAuth:
+    def __init__(
+        self, counters, *, fail_open: bool, refresh_seconds: float, lease_ttl: float, recorder=recorder, clock=time.time
+    ):
+        self.counters = counters
+        self.clock = clock
+        self.fail_open = fail_open
+        self.refresh_seconds = refresh_seconds
+        self.lease_ttl = lease_ttl
+        self.recorder = recorder
+        self.snapshot: Snapshot | None = None
+        self._hash_key = settings.TOKEN_HASH_KEY.encode()
+        self._month = CalendarMonth()
+        self._request_ids = itertools.count()
+        self._process_id = secrets.token_hex(10)
+        self._started = False
+        self._stop = threading.Event()
+        self._start_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls) -> "ForwardAuth":
+        backend = settings.FORWARD_AUTH_BACKEND
+        counters = RedisCounters(settings.REDIS_URL) if backend == "redis" else MemoryCounters()
+        return cls(
+            counters,
+            fail_open=settings.FORWARD_AUTH_FAIL_OPEN,
+            refresh_seconds=settings.FORWARD_AUTH_REFRESH_SECONDS,
+            lease_ttl=settings.FORWARD_AUTH_LEASE_TTL,
+        )
+
+    # The snapshot and its refresher, off the request path.
+
+    def start(self) -> None:
+        """Load the snapshot and start the refresher thread (once). Never raises."""
+        with self._start_lock:
+            if self._started:
+                return
+            self._started = True
+            self.refresh()
+            if self.refresh_seconds > 0:
+                threading.Thread(target=self._refresh_forever, name="forward-auth-refresh", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def refresh(self) -> None:
+        try:
+            if self.snapshot is None or current_version() != self.snapshot.version:
+                self.snapshot = load_snapshot()
+        except DatabaseError:
+            log.exception("Forward-auth: cannot load tokens and plans; keeping the last snapshot")
+
+    def _refresh_forever(self) -> None:
+        while not self._stop.wait(self.refresh_seconds):
+            self.refresh()
+            connection.close()  # this thread's own connection: never left open between polls
+            self.counters.sweep(self.clock())
+
+    # The decision, on the request path.
+
+    def answer(self, environ: dict) -> Answer:
+        if self.snapshot is None:
+            self.start()
+            if self.snapshot is None:
+                return self._unavailable("Token store unavailable", [("X-Auth-Unverified", "1")])
+        header = environ.get("HTTP_AUTHORIZATION")
+        if not header:
+            return MISSING_TOKEN
+        token = bearer_token(header)
+        if token is None:
+            return MALFORMED_TOKEN
+        credential = self.snapshot.credentials.get(token[:PREFIX_END])
+        if credential is None or not hmac.compare_digest(
+            credential.digest, hmac.digest(self._hash_key, token.encode("latin-1", "replace"), hashlib.sha256)
+        ):
+            return UNKNOWN_TOKEN
+
+        now = self.clock()
+        endpoint = environ.get("HTTP_X_FORWARDED_URI", "/").partition("?")[0][:MAX_ENDPOINT_LENGTH]
+        plan = credential.plan
+        limits = plan.limits + tuple(limit for limit in plan.endpoint_limits if limit.matches(endpoint))
+        checks = [self._check(limit, credential, now) for limit in limits]
+        try:
+            verdict = self.counters.take(credential.account, checks, now, plan.concurrency, self.lease_ttl)
+        except redis.RedisError:
+            log.exception("Forward-auth: rate-limit counters unavailable")
+            return self._unavailable("Rate limiting unavailable", [*credential.identity, ("X-RateLimit-Unchecked", "1")])
+
+        request_id = f"{self._process_id}{next(self._request_ids):012x}"
+        method = environ.get("HTTP_X_FORWARDED_METHOD", "GET")[:10]
+        status = 200 if verdict.allowed else 429
+        self.recorder.record((now, credential.account, credential.token_id, endpoint, method, status, request_id))
+        if not verdict.allowed:
+            return self._too_many(limits, checks, credential, verdict, now)
+        headers = [*credential.identity, ("X-Request-Id", request_id)]
+        if verdict.lease:
+            headers.append(("X-Lease-Id", verdict.lease))
+        return Answer(200, headers)
+
+    def release(self, environ: dict) -> Answer:
+        """The upstream reports that the call holding this concurrency lease has finished."""
+        if environ.get("REQUEST_METHOD") != "POST":
+            return problem(405, "Method not allowed", "POST the lease id in X-Lease-Id.", [("Allow", "POST")])
+        lease = environ.get("HTTP_X_LEASE_ID", "")[:100]
+        try:
+            released = self.counters.release(lease)
+        except redis.RedisError:
+            return self._unavailable("Rate limiting unavailable", [])
+        if not released:
+            return problem(404, "Unknown lease", "No such lease: it was released already or has expired.")
+        return Answer(204, [])
+
+    def _check(self, limit: Limit, credential: Credential, now: float) -> Check:
+        seconds = ROLLING_WINDOWS.get(limit.window)
+        if seconds:
+            span = seconds / SLICES
+            return Check(limit.name, limit.quota, int(now // span), SLICES + 1, int(seconds + span) + 1)
+        start, end = self._period(credential, now)
+        return Check(limit.name, limit.quota, int(start), 1, int(end - now) + 1)
+
+    def _period(self, credential: Credential, now: float) -> tuple[float, float]:
+        period = credential.period
+        if period and period[0] <= now < period[1]:
+            return period
+        return self._month.at(now)
+
+    def _too_many(self, limits, checks, credential: Credential, verdict: Verdict, now: float) -> Answer:
+        period_start, period_end = self._period(credential, now)
+        policies = [
+            f'"{limit.name}";q={limit.quota};w={ROLLING_WINDOWS.get(limit.window) or round(period_end - period_start)}'
+            for limit in limits
+        ]
+        if credential.plan.concurrency is not None:
+            policies.append(f'"concurrency";q={credential.plan.concurrency}')
+
+        if verdict.refused == len(checks):
+            name, quota, retry = "concurrency", credential.plan.concurrency, 1
+            detail = f"{quota} requests are already in flight; retry when one finishes."
+        else:
+            limit, check = limits[verdict.refused], checks[verdict.refused]
+            name, quota = limit.name, limit.quota
+            seconds = ROLLING_WINDOWS.get(limit.window)
+            retry_at = (verdict.oldest + check.slots) * seconds / SLICES if seconds else period_end
+            retry = max(1, math.ceil(retry_at - now))
+            detail = f"The limit of {quota} requests {limit.description} is reached; retry in {retry} s."
+        headers = [
+            ("Retry-After", str(retry)),
+            ("RateLimit-Policy", ", ".join(policies)),
+            ("RateLimit", f'"{name}";r=0;t={retry}'),
+        ]
+        return problem(429, "Too many requests", detail, headers, window=name, limit=quota, retry_after=retry)
+
+    def _unavailable(self, title: str, open_headers: list[tuple[str, str]]) -> Answer:
+        if self.fail_open:
+            return Answer(200, open_headers)
+        return problem(503, title, "Try again in a few seconds.", [("Retry-After", "5")])
+
+
+_service: ForwardAuth | None = None
+_service_lock = threading.Lock()
+
+
+def service() -> ForwardAuth:
+    """This process's forward-auth service, built from the settings on first use."""
+    global _service
+    if _service is None:
+        with _service_lock:
+            if _service is None:
+                _service = ForwardAuth.from_settings()
+    return _service
