@@ -1,0 +1,205 @@
+"""The forward-auth answers: identity, 401, 429 with the rate-limit fields, usage recorded."""
+
+import json
+
+import pytest
+
+from accounts.models import ApiToken
+from billing.models import Customer, Plan
+from usage.tests.conftest import T0, call
+
+
+def body(answer) -> dict:
+    return json.loads(answer.body)
+
+
+def test_a_valid_token_passes_with_identity_headers_for_the_upstream(auth, secret, customer):
+    auth.refresh()
+    answer = call(auth, secret)
+    headers = dict(answer.headers)
+    assert answer.status == 200 and answer.body == b""
+    assert headers["X-User-Id"] == str(customer.pk)
+    assert headers["X-Plan"] == "tiny"
+    assert headers["X-Token-Id"] == str(customer.tokens.get().pk)
+    assert len(headers["X-Request-Id"]) == 32
+
+
+def test_the_token_scheme_is_accepted_too(auth, secret):
+    auth.refresh()
+    assert auth.answer({"HTTP_AUTHORIZATION": f"Token {secret}"}).status == 200
+
+
+def test_each_allowed_call_is_recorded_with_its_request_id(auth, secret, recorder, customer):
+    auth.refresh()
+    answers = [call(auth, secret, uri="/v1/en/entities?lang=en") for _ in range(2)]
+    events = recorder.drain()
+    token = customer.tokens.get()
+    assert events == [
+        (T0, customer.pk, token.pk, "/v1/en/entities", "POST", 200, dict(a.headers)["X-Request-Id"]) for a in answers
+    ]
+    assert events[0][-1] != events[1][-1]
+
+
+@pytest.mark.parametrize(
+    "authorization, detail",
+    [
+        (None, "Send your API token"),
+        ("", "Send your API token"),
+        ("Basic dXNlcjpwYXNz", "well-formed"),
+        ("Bearer", "well-formed"),
+        ("Bearer nlp_short", "well-formed"),
+        ("Bearer " + "nlp_abcdefgh_" + "x" * 43, "unknown or has been revoked"),
+    ],
+)
+def test_missing_malformed_and_unknown_tokens_get_401_with_a_problem_body(auth, secret, authorization, detail):
+    auth.refresh()
+    environ = {} if authorization is None else {"HTTP_AUTHORIZATION": authorization}
+    answer = auth.answer(environ)
+    headers = dict(answer.headers)
+    assert answer.status == 401
+    assert headers["Content-Type"] == "application/problem+json"
+    assert headers["WWW-Authenticate"].startswith("Bearer")
+    assert body(answer)["status"] == 401 and detail in body(answer)["detail"]
+
+
+def test_a_wrong_secret_behind_a_real_prefix_gets_401(auth, secret):
+    auth.refresh()
+    assert call(auth, secret[:-1] + ("A" if secret[-1] != "A" else "B")).status == 401
+
+
+def test_a_revoked_token_gets_401_after_refresh(auth, secret, customer):
+    auth.refresh()
+    customer.tokens.get().revoke()
+    auth.refresh()
+    assert call(auth, secret).status == 401
+
+
+def test_a_deactivated_user_is_refused(auth, secret, customer):
+    customer.is_active = False
+    customer.save()
+    auth.refresh()
+    assert call(auth, secret).status == 401
+
+
+def test_the_call_over_the_limit_gets_429_with_retry_after_and_the_rate_limit_fields(auth, secret, clock):
+    auth.refresh()
+    assert [call(auth, secret).status for _ in range(3)] == [200, 200, 200]
+    clock.advance(10)
+    answer = call(auth, secret)
+    headers = dict(answer.headers)
+    assert answer.status == 429
+    assert headers["Content-Type"] == "application/problem+json"
+    assert headers["Retry-After"] == "51"  # the first calls' bucket leaves the window 61 s after them
+    assert headers["RateLimit-Policy"] == '"minute";q=3;w=60, "hour";q=5;w=3600'
+    assert headers["RateLimit"] == '"minute";r=0;t=51'
+    problem = body(answer)
+    assert problem["window"] == "minute" and problem["limit"] == 3 and problem["retry_after"] == 51
+    assert "3 requests per minute" in problem["detail"]
+
+
+def test_after_retry_after_the_call_passes(auth, secret, clock):
+    auth.refresh()
+    for _ in range(3):
+        call(auth, secret)
+    retry = int(dict(call(auth, secret).headers)["Retry-After"])
+    clock.advance(retry - 1)
+    assert call(auth, secret).status == 429
+    clock.advance(1)
+    assert call(auth, secret).status == 200
+
+
+def test_the_hour_window_applies_once_minutes_pass(auth, secret, clock):
+    auth.refresh()
+    statuses = []
+    for _ in range(3):
+        statuses += [call(auth, secret).status for _ in range(2)]
+        clock.advance(62)
+    assert statuses == [200, 200, 200, 200, 200, 429]
+    assert body(call(auth, secret))["window"] == "hour"
+
+
+def test_endpoint_limits_apply_only_to_matching_paths(auth, secret):
+    auth.refresh()
+    summaries = [call(auth, secret, uri="/v1/en/summarization").status for _ in range(3)]
+    assert summaries == [200, 200, 429]
+    answer = call(auth, secret, uri="/v1/de/summarization?x=1")
+    assert body(answer)["window"] == "/v1/*/summarization per minute"
+    assert '"/v1/*/summarization per minute";q=2;w=60' in dict(answer.headers)["RateLimit-Policy"]
+    assert call(auth, secret, uri="/v1/en/entities").status == 200  # refused calls took no plan quota
+
+
+def test_the_month_window_is_the_calendar_month_without_a_subscription(auth, customer, clock):
+    free = Plan.objects.default()
+    secret = ApiToken.issue(customer, "t")[1]
+    Plan.objects.filter(pk=free.pk).update(per_month=2, per_minute=None, per_hour=None, per_day=None)
+    free.endpoint_limits.all().delete()
+    auth.refresh()
+    assert [call(auth, secret).status for _ in range(3)] == [200, 200, 429]
+    answer = call(auth, secret)
+    # T0 is 2027-01-15 08:00 UTC: the month resets on 1 February, 16 days and 16 hours later.
+    assert dict(answer.headers)["Retry-After"] == str(16 * 86400 + 16 * 3600)
+    assert '"month";q=2;w=2678400' in dict(answer.headers)["RateLimit-Policy"]  # 31 days
+    clock.advance(16 * 86400 + 16 * 3600)
+    assert call(auth, secret).status == 200
+
+
+def test_the_month_window_follows_the_billing_period_of_a_subscription(auth, customer, clock, plan):
+    from datetime import datetime, timezone
+
+    Plan.objects.filter(pk=plan.pk).update(per_month=1, per_minute=None, per_hour=None)
+    start, end = datetime(2027, 1, 10, tzinfo=timezone.utc), datetime(2027, 2, 10, tzinfo=timezone.utc)
+    Customer.objects.create(user=customer, plan=plan, current_period_start=start, current_period_end=end)
+    secret = ApiToken.issue(customer, "t")[1]
+    auth.refresh()
+    assert [call(auth, secret).status for _ in range(2)] == [200, 429]
+    clock.now = end.timestamp() - 1
+    assert call(auth, secret).status == 429
+    clock.now = end.timestamp()  # the period ended and was not renewed in the cache: the calendar month applies
+    assert call(auth, secret).status == 200
+
+
+def test_concurrency_is_limited_by_leases_the_upstream_releases(auth, secret, plan):
+    Plan.objects.filter(pk=plan.pk).update(concurrency=1, per_minute=None, per_hour=None)
+    auth.refresh()
+    first = call(auth, secret)
+    lease = dict(first.headers)["X-Lease-Id"]
+    refused = call(auth, secret)
+    assert refused.status == 429 and body(refused)["window"] == "concurrency"
+    assert dict(refused.headers)["Retry-After"] == "1"
+    release = {"REQUEST_METHOD": "POST", "HTTP_X_LEASE_ID": lease}
+    assert auth.release(release).status == 204
+    assert auth.release(release).status == 404
+    assert auth.release({"REQUEST_METHOD": "GET"}).status == 405
+    assert call(auth, secret).status == 200
+
+
+def test_rejected_calls_are_recorded_as_429(auth, secret, recorder):
+    auth.refresh()
+    for _ in range(4):
+        call(auth, secret)
+    assert [event[5] for event in recorder.drain()] == [200, 200, 200, 429]
+
+
+def test_a_warm_decision_makes_no_database_query(auth, secret, django_assert_num_queries):
+    auth.refresh()
+    with django_assert_num_queries(0):
+        for uri in ["/v1/en/entities", "/v1/en/summarization"] * 3:
+            call(auth, secret, uri=uri)
+        call(auth, "nlp_abcdefgh_" + "x" * 43)
+        call(auth, "garbage")
+
+
+def test_a_plan_change_applies_after_refresh(auth, secret, plan):
+    auth.refresh()
+    for _ in range(3):
+        call(auth, secret)
+    assert call(auth, secret).status == 429
+    Plan.objects.filter(pk=plan.pk).update(per_minute=10, per_hour=100)
+    auth.refresh()
+    assert call(auth, secret).status == 200  # earlier counts are kept: 4th of 10
+
+
+def test_a_user_without_a_customer_record_gets_the_default_plan(auth, customer):
+    secret = ApiToken.issue(customer, "t")[1]
+    auth.refresh()
+    assert dict(call(auth, secret).headers)["X-Plan"] == "free"
