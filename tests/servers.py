@@ -1,0 +1,108 @@
+"""Real servers for end-to-end tests: the backoffice under granian, Caddy, a tiny upstream."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen | None = None, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited: {process.stdout.read() if process.stdout else ''}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+@contextmanager
+def running(args: list[str], port: int, env: dict[str, str] | None = None, cwd: Path | None = None):
+    process = subprocess.Popen(
+        args, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        wait_for_port(port, process)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def backoffice_env(**extra: str) -> dict[str, str]:
+    """The environment of a backoffice process that shares this test run's database and keys."""
+    db = connection.settings_dict
+    return {
+        "PATH": os.environ["PATH"],
+        "DEBUG": "1",
+        "SECRET_KEY": settings.SECRET_KEY,
+        "TOKEN_HASH_KEY": settings.TOKEN_HASH_KEY,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "REDIS_URL": settings.REDIS_URL,
+        "FORWARD_AUTH_REFRESH_SECONDS": "0.2",
+        **extra,
+    }
+
+
+@contextmanager
+def backoffice(port: int, **env: str):
+    """The backoffice as deployed: granian serving backoffice.wsgi (the lean forward-auth entry included)."""
+    granian = [sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", "1"]
+    args = [*granian, "--host", "127.0.0.1", "--port", str(port), "backoffice.wsgi:application"]
+    with running(args, port, backoffice_env(**env), cwd=settings.BASE_DIR) as process:
+        yield process
+
+
+@contextmanager
+def caddy(tmp_path: Path, caddyfile: str, port: int):
+    config = tmp_path / "Caddyfile"
+    config.write_text("{\n\tadmin off\n\tauto_https off\n}\n" + caddyfile)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
+    with running(["caddy", "run", "--config", str(config), "--adapter", "caddyfile"], port, env) as process:
+        yield process
+
+
+class EchoHandler(BaseHTTPRequestHandler):
+    """An upstream that answers with the headers it received, as JSON."""
+
+    def do_GET(self):
+        body = json.dumps(dict(self.headers.items())).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def echo_upstream(port: int):
+    server = ThreadingHTTPServer(("127.0.0.1", port), EchoHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
