@@ -24,6 +24,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -32,13 +33,13 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 
 from accounts.models import PREFIX_END, TOKEN_LENGTH, ApiToken
-from billing.models import Plan, Window
-from usage.limiter import SLICES, Check, MemoryCounters, RedisCounters, Verdict
+from billing.models import Plan
+from billing.models import Window as WindowChoice
+from usage.limiter import MemoryCounters, RedisCounters, Verdict, Window
 from usage.recorder import recorder
 
 log = logging.getLogger(__name__)
 
-ROLLING_WINDOWS = {"minute": 60, "hour": 3600, "day": 86400}
 STATUS_LINES = {
     200: "200 OK",
     204: "204 No Content",
@@ -80,37 +81,35 @@ UNKNOWN_TOKEN = unauthorized("This API token is unknown or has been revoked.")
 
 
 @dataclass(frozen=True, slots=True)
-class Limit:
-    name: str  # the counter's name and the policy's name in the RateLimit fields
-    window: str
-    quota: int
-    description: str  # "per minute", "on /v1/*/summarization per minute"
-    matches: object = None  # for an endpoint limit: the compiled pattern's `match`
-
-
-@dataclass(frozen=True, slots=True)
 class PlanRules:
     slug: str
-    limits: tuple[Limit, ...]
-    endpoint_limits: tuple[Limit, ...]
+    windows: tuple[Window, ...]
+    endpoint_windows: tuple[tuple[Callable, Window], ...]  # (the path pattern's match, its window)
     concurrency: int | None
 
     @classmethod
     def of(cls, plan: Plan) -> "PlanRules":
         return cls(
             slug=plan.slug,
-            limits=tuple(
-                Limit(window, window, quota, Window(window).label) for window, quota in plan.window_limits().items()
+            windows=tuple(
+                Window(window, window, quota, WindowChoice(window).label)
+                for window, quota in plan.window_limits().items()
             ),
-            endpoint_limits=tuple(
-                Limit(
-                    f"{rule.pattern} per {rule.window}", rule.window, rule.quota,
-                    f"on {rule.pattern} {rule.get_window_display()}", rule.regex().match,
+            endpoint_windows=tuple(
+                (
+                    rule.regex().match,
+                    Window(f"{rule.pattern} per {rule.window}", rule.window, rule.quota,
+                           f"on {rule.pattern} {rule.get_window_display()}"),
                 )
                 for rule in plan.endpoint_limits.all()
             ),
             concurrency=plan.concurrency,
         )
+
+    def windows_for(self, endpoint: str) -> tuple[Window, ...]:
+        if not self.endpoint_windows:
+            return self.windows
+        return self.windows + tuple(window for matches, window in self.endpoint_windows if matches(endpoint))
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,10 +257,10 @@ class ForwardAuth:
         now = self.clock()
         endpoint = environ.get("HTTP_X_FORWARDED_URI", "/").partition("?")[0][:MAX_ENDPOINT_LENGTH]
         plan = credential.plan
-        limits = plan.limits + tuple(limit for limit in plan.endpoint_limits if limit.matches(endpoint))
-        checks = [self._check(limit, credential, now) for limit in limits]
+        windows = plan.windows_for(endpoint)
+        period = self._period(credential, now)
         try:
-            verdict = self.counters.take(credential.account, checks, now, plan.concurrency, self.lease_ttl)
+            verdict = self.counters.take(credential.account, windows, now, period, plan.concurrency, self.lease_ttl)
         except redis.RedisError:
             log.exception("Forward-auth: rate-limit counters unavailable")
             return self._unavailable("Rate limiting unavailable", [*credential.identity, ("X-RateLimit-Unchecked", "1")])
@@ -271,7 +270,7 @@ class ForwardAuth:
         status = 200 if verdict.allowed else 429
         self.recorder.record((now, credential.account, credential.token_id, endpoint, method, status, request_id))
         if not verdict.allowed:
-            return self._too_many(limits, checks, credential, verdict, now)
+            return self._too_many(windows, period, plan.concurrency, verdict, now)
         headers = [*credential.identity, ("X-Request-Id", request_id)]
         if verdict.lease:
             headers.append(("X-Lease-Id", verdict.lease))
@@ -290,39 +289,25 @@ class ForwardAuth:
             return problem(404, "Unknown lease", "No such lease: it was released already or has expired.")
         return Answer(204, [])
 
-    def _check(self, limit: Limit, credential: Credential, now: float) -> Check:
-        seconds = ROLLING_WINDOWS.get(limit.window)
-        if seconds:
-            span = seconds / SLICES
-            return Check(limit.name, limit.quota, int(now // span), SLICES + 1, int(seconds + span) + 1)
-        start, end = self._period(credential, now)
-        return Check(limit.name, limit.quota, int(start), 1, int(end - now) + 1)
-
     def _period(self, credential: Credential, now: float) -> tuple[float, float]:
         period = credential.period
         if period and period[0] <= now < period[1]:
             return period
         return self._month.at(now)
 
-    def _too_many(self, limits, checks, credential: Credential, verdict: Verdict, now: float) -> Answer:
-        period_start, period_end = self._period(credential, now)
-        policies = [
-            f'"{limit.name}";q={limit.quota};w={ROLLING_WINDOWS.get(limit.window) or round(period_end - period_start)}'
-            for limit in limits
-        ]
-        if credential.plan.concurrency is not None:
-            policies.append(f'"concurrency";q={credential.plan.concurrency}')
-
-        if verdict.refused == len(checks):
-            name, quota, retry = "concurrency", credential.plan.concurrency, 1
+    @staticmethod
+    def _too_many(windows, period, concurrency: int | None, verdict: Verdict, now: float) -> Answer:
+        policies = [f'"{w.name}";q={w.quota};w={w.seconds or round(period[1] - period[0])}' for w in windows]
+        if concurrency is not None:
+            policies.append(f'"concurrency";q={concurrency}')
+        if verdict.refused == len(windows):
+            name, quota, retry = "concurrency", concurrency, 1
             detail = f"{quota} requests are already in flight; retry when one finishes."
         else:
-            limit, check = limits[verdict.refused], checks[verdict.refused]
-            name, quota = limit.name, limit.quota
-            seconds = ROLLING_WINDOWS.get(limit.window)
-            retry_at = (verdict.oldest + check.slots) * seconds / SLICES if seconds else period_end
-            retry = max(1, math.ceil(retry_at - now))
-            detail = f"The limit of {quota} requests {limit.description} is reached; retry in {retry} s."
+            window = windows[verdict.refused]
+            name, quota = window.name, window.quota
+            retry = max(1, math.ceil(window.reset_at(verdict.oldest, period) - now))
+            detail = f"The limit of {quota} requests {window.description} is reached; retry in {retry} s."
         headers = [
             ("Retry-After", str(retry)),
             ("RateLimit-Policy", ", ".join(policies)),

@@ -18,6 +18,7 @@ All or nothing: every check is evaluated before any counter moves, so a
 refused request consumes no quota. Concurrency is a set of leases with a TTL.
 """
 
+import math
 import secrets
 import threading
 from dataclasses import dataclass
@@ -26,25 +27,45 @@ from pathlib import Path
 import redis
 
 SLICES = 60
+ROLLING_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One counter to test and take: `slots` buckets ending at bucket `index`."""
+class Window:
+    """One limit: `quota` calls per rolling window, or per billing period ("month").
 
-    key: str
-    quota: int
-    index: int
-    slots: int
-    ttl: int  # seconds the counter must outlive its newest bucket
+    Built once per plan when the forward-auth snapshot loads, so a decision
+    allocates nothing for it.
+    """
+
+    __slots__ = ("name", "quota", "description", "seconds", "span", "slots", "ttl")
+
+    def __init__(self, name: str, window: str, quota: int, description: str = ""):
+        self.name = name  # the counter's key and the policy's name in the RateLimit fields
+        self.quota = quota
+        self.description = description  # "per minute", "on /v1/*/summarization per minute"
+        self.seconds = ROLLING_SECONDS.get(window)  # None: the billing period
+        self.span = self.seconds / SLICES if self.seconds else None  # bucket length
+        self.slots = SLICES + 1 if self.seconds else 1
+        self.ttl = self.seconds + self.span if self.seconds else None
+
+    def bucket(self, now: float, period: tuple[float, float]) -> int:
+        return int(now // self.span) if self.span else int(period[0])
+
+    def expiry(self, now: float, period: tuple[float, float]) -> float:
+        """When every bucket counted now has left the window."""
+        return now + self.ttl if self.ttl else period[1]
+
+    def reset_at(self, oldest: int, period: tuple[float, float]) -> float:
+        """When the oldest non-empty bucket leaves the window, making room for one call."""
+        return (oldest + self.slots) * self.span if self.span else period[1]
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     allowed: bool
-    counts: tuple[int, ...]  # requests already counted per check (up to the refused one)
-    refused: int | None = None  # position of the refused check; len(checks) = concurrency
-    oldest: int = 0  # oldest non-empty bucket of the refused check: when it expires, room frees up
+    counts: tuple[int, ...]  # calls already counted per window (up to the refused one)
+    refused: int | None = None  # position of the refused window; len(windows) = concurrency
+    oldest: int = 0  # oldest non-empty bucket of the refused window
     lease: str | None = None
 
 
@@ -60,11 +81,8 @@ class RollingCount:
         self.expires = 0.0  # after this time every bucket is out of the window
 
     def advance(self, index: int) -> None:
-        gap = index - self.last
-        if gap <= 0:
-            return  # a thread that read the clock a moment earlier: count it in the newest bucket
         ring, size = self.ring, len(self.ring)
-        if gap >= size:
+        if index - self.last >= size:
             self.ring = [0] * size
             self.total = 0
         else:
@@ -86,38 +104,42 @@ class MemoryCounters:
     """Exact within one process (threads included)."""
 
     def __init__(self):
-        self._counts: dict[tuple[int, str], RollingCount] = {}
+        self._counts: dict[int, dict[str, RollingCount]] = {}
         self._leases: dict[int, dict[str, float]] = {}
         self._lock = threading.Lock()
 
-    def take(self, account: int, checks: list[Check], now: float, concurrency: int | None, lease_ttl: float) -> Verdict:
+    def take(self, account, windows, now, period, concurrency, lease_ttl) -> Verdict:
         with self._lock:
-            counters = []
-            for position, check in enumerate(checks):
-                counter = self._counts.get((account, check.key))
-                if counter is None or len(counter.ring) != check.slots:
-                    counter = self._counts[(account, check.key)] = RollingCount(check.slots, check.index)
-                counter.advance(check.index)
-                counter.expires = now + check.ttl
-                if counter.total >= check.quota:
-                    counts = tuple(c.total for c in counters) + (counter.total,)
-                    return Verdict(False, counts, position, counter.oldest())
-                counters.append(counter)
+            counts = self._counts.get(account)
+            if counts is None:
+                counts = self._counts[account] = {}
+            taken = []
+            for window in windows:
+                index = window.bucket(now, period)
+                counter = counts.get(window.name)
+                if counter is None or len(counter.ring) != window.slots:
+                    counter = counts[window.name] = RollingCount(window.slots, index)
+                elif index > counter.last:  # an earlier index: a thread that read the clock just before
+                    counter.advance(index)
+                if counter.total >= window.quota:
+                    totals = tuple(c.total for c in taken) + (counter.total,)
+                    return Verdict(False, totals, len(taken), counter.oldest())
+                taken.append(counter)
             lease = None
             if concurrency is not None:
                 leases = self._leases.setdefault(account, {})
                 for expired in [lease for lease, expiry in leases.items() if expiry <= now]:
                     del leases[expired]
                 if len(leases) >= concurrency:
-                    return Verdict(False, tuple(c.total for c in counters), len(checks))
+                    return Verdict(False, tuple(c.total for c in taken), len(windows))
                 lease = new_lease_id(account)
                 leases[lease] = now + lease_ttl
-            counts = []
-            for counter in counters:
-                counts.append(counter.total)
+            totals = tuple(c.total for c in taken)
+            for counter, window in zip(taken, windows):
                 counter.ring[counter.last % len(counter.ring)] += 1
                 counter.total += 1
-            return Verdict(True, tuple(counts), lease=lease)
+                counter.expires = window.expiry(now, period)
+            return Verdict(True, totals, lease=lease)
 
     def release(self, lease: str) -> bool:
         with self._lock:
@@ -126,8 +148,11 @@ class MemoryCounters:
     def sweep(self, now: float) -> None:
         """Forget counters and leases that have expired (called off the request path)."""
         with self._lock:
-            for key in [key for key, counter in self._counts.items() if counter.expires < now]:
-                del self._counts[key]
+            for account, counts in list(self._counts.items()):
+                for name in [name for name, counter in counts.items() if counter.expires < now]:
+                    del counts[name]
+                if not counts:
+                    del self._counts[account]
             for account in [account for account, leases in self._leases.items() if max(leases.values(), default=0) < now]:
                 del self._leases[account]
 
@@ -141,16 +166,17 @@ class RedisCounters:
         self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self._script = self._redis.register_script(self._script_source)
 
-    def take(self, account: int, checks: list[Check], now: float, concurrency: int | None, lease_ttl: float) -> Verdict:
-        keys = [f"rl:{{{account}}}:{check.key}" for check in checks]
-        args = [now, len(checks)]
-        for check in checks:
-            args += [check.quota, check.index, check.slots, check.ttl]
+    def take(self, account, windows, now, period, concurrency, lease_ttl) -> Verdict:
+        keys = [f"rl:{{{account}}}:{window.name}" for window in windows]
+        args = [now, len(windows)]
+        for window in windows:
+            ttl = math.ceil(window.expiry(now, period) - now)
+            args += [window.quota, window.bucket(now, period), window.slots, ttl]
         lease = None
         if concurrency is not None:
             lease = new_lease_id(account)
             keys.append(f"rl:{{{account}}}:leases")
-            args += [concurrency, lease, now + lease_ttl, int(lease_ttl) + 1]
+            args += [concurrency, lease, now + lease_ttl, math.ceil(lease_ttl)]
         allowed, refused, oldest, *counts = self._script(keys=keys, args=args)
         if allowed:
             return Verdict(True, tuple(counts), lease=lease)

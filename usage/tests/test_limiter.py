@@ -5,37 +5,36 @@ import threading
 
 from django.conf import settings
 
-from usage.limiter import SLICES, Check, MemoryCounters, RedisCounters
+from usage.limiter import SLICES, MemoryCounters, RedisCounters, Window
+
+PERIOD = (0.0, 10_000_000.0)  # the billing period, for month windows
 
 
-def minute(quota: int, now: float, key: str = "minute") -> Check:
-    return Check(key, quota, int(now // (60 / SLICES)), SLICES + 1, 62)
+def minute(quota: int) -> Window:
+    return Window("minute", "minute", quota)
 
 
-def take(counters, checks, now, concurrency=None, account=1):
-    return counters.take(account, checks, now, concurrency, lease_ttl=30)
+def take(counters, windows, now, concurrency=None, account=1, period=PERIOD):
+    return counters.take(account, windows, now, period, concurrency, lease_ttl=30)
 
 
 def test_the_request_over_the_quota_is_refused(counters):
-    assert [take(counters, [minute(3, 10.0)], 10.0).allowed for _ in range(4)] == [True, True, True, False]
+    assert [take(counters, [minute(3)], 10.0).allowed for _ in range(4)] == [True, True, True, False]
 
 
 def test_counts_are_per_account(counters):
     for _ in range(3):
-        take(counters, [minute(3, 10.0)], 10.0, account=1)
-    assert take(counters, [minute(3, 10.0)], 10.0, account=2).allowed
+        take(counters, [minute(3)], 10.0, account=1)
+    assert take(counters, [minute(3)], 10.0, account=2).allowed
 
 
 def test_a_refused_request_consumes_no_quota_in_any_window(counters):
-    now = 1000.0
-    hour = Check("hour", 5, int(now // 60), SLICES + 1, 3700)
+    now, hour = 1000.0, Window("hour", "hour", 5)
     for _ in range(3):
-        assert take(counters, [minute(3, now), hour], now).allowed
+        assert take(counters, [minute(3), hour], now).allowed
     for _ in range(10):  # refused by the minute window: the hour window must not move
-        assert not take(counters, [minute(3, now), hour], now).allowed
-    later = now + 65
-    hour_later = Check("hour", 5, int(later // 60), SLICES + 1, 3700)
-    results = [take(counters, [minute(3, later), hour_later], later) for _ in range(3)]
+        assert not take(counters, [minute(3), hour], now).allowed
+    results = [take(counters, [minute(3), hour], now + 65) for _ in range(3)]
     assert [r.allowed for r in results] == [True, True, False]
     assert results[-1].refused == 1  # the hour window: 3 + 2 = 5
     assert results[0].counts == (0, 3)
@@ -46,7 +45,7 @@ def test_no_rolling_minute_ever_holds_more_than_the_quota(counters):
     quota, times, now = 10, [], 5000.0
     for _ in range(600):
         now += rng.expovariate(1 / 2.0)  # bursts and lulls, about 30 a minute offered
-        if take(counters, [minute(quota, now)], now).allowed:
+        if take(counters, [minute(quota)], now).allowed:
             times.append(now)
     assert all(sum(1 for t in times if start <= t < start + 60) <= quota for start in times)
     assert len(times) > 0.8 * quota * (now - 5000) / 60  # and it does let the quota through
@@ -55,33 +54,34 @@ def test_no_rolling_minute_ever_holds_more_than_the_quota(counters):
 def test_the_fixed_window_boundary_burst_is_refused(counters):
     """The seed's fixed minute lets 2x the limit through around :00; a rolling window does not."""
     quota = 10
-    before = [take(counters, [minute(quota, 119.5)], 119.5).allowed for _ in range(quota)]
-    after = [take(counters, [minute(quota, 120.5)], 120.5).allowed for _ in range(quota)]
+    before = [take(counters, [minute(quota)], 119.5).allowed for _ in range(quota)]
+    after = [take(counters, [minute(quota)], 120.5).allowed for _ in range(quota)]
     assert all(before) and not any(after)
 
 
 def test_a_client_running_flat_out_gets_the_quota_less_at_most_one_slice(counters):
     quota, allowed, now = 60, 0, 0.0
     while now < 600:
-        allowed += take(counters, [minute(quota, now)], now).allowed
+        allowed += take(counters, [minute(quota)], now).allowed
         now += 0.05
     # Ten minutes at 20 requests/s against 60/min: exactly 60 per rolling minute at best.
     assert quota * 10 * SLICES / (SLICES + 1) - quota <= allowed <= quota * 10
 
 
 def test_the_refusal_names_the_oldest_bucket_so_the_retry_time_is_known(counters):
-    take(counters, [minute(2, 30.0)], 30.0)
-    take(counters, [minute(2, 45.0)], 45.0)
-    verdict = take(counters, [minute(2, 50.0)], 50.0)
+    take(counters, [minute(2)], 30.0)
+    take(counters, [minute(2)], 45.0)
+    verdict = take(counters, [minute(2)], 50.0)
     assert not verdict.allowed and verdict.refused == 0
-    assert verdict.oldest == 30  # the bucket of 30 s leaves the window at (30 + 61) s
+    assert verdict.oldest == 30 and minute(2).reset_at(verdict.oldest, PERIOD) == 91  # 30 s + 61 buckets of 1 s
 
 
 def test_a_billing_period_counter_resets_when_the_period_changes(counters):
-    month = Check("month", 2, 1_000, 1, 100)
-    assert [take(counters, [month], 5.0).allowed for _ in range(3)] == [True, True, False]
-    next_month = Check("month", 2, 2_000, 1, 100)
-    assert take(counters, [next_month], 6.0).allowed
+    month = Window("month", "month", 2)
+    assert [take(counters, [month], 1005.0, period=(1000.0, 2000.0)).allowed for _ in range(3)] == [True, True, False]
+    verdict = take(counters, [month], 1999.0, period=(1000.0, 2000.0))
+    assert not verdict.allowed and month.reset_at(verdict.oldest, (1000.0, 2000.0)) == 2000.0
+    assert take(counters, [month], 2001.0, period=(2000.0, 3000.0)).allowed
 
 
 def test_concurrency_leases_limit_calls_in_flight_until_released_or_expired(counters):
@@ -96,9 +96,9 @@ def test_concurrency_leases_limit_calls_in_flight_until_released_or_expired(coun
 
 
 def test_a_refused_concurrency_lease_consumes_no_window_quota(counters):
-    take(counters, [minute(5, 1.0)], 1.0, concurrency=1)
-    assert not take(counters, [minute(5, 1.0)], 1.0, concurrency=1).allowed
-    assert take(counters, [minute(5, 1.0)], 1.0).counts == (1,)
+    take(counters, [minute(5)], 1.0, concurrency=1)
+    assert not take(counters, [minute(5)], 1.0, concurrency=1).allowed
+    assert take(counters, [minute(5)], 1.0).counts == (1,)
 
 
 def test_memory_counters_are_exact_under_threads():
@@ -106,7 +106,7 @@ def test_memory_counters_are_exact_under_threads():
     allowed = []
 
     def hammer():
-        allowed.extend(take(counters, [minute(500, 10.0)], 10.0).allowed for _ in range(200))
+        allowed.extend(take(counters, [minute(500)], 10.0).allowed for _ in range(200))
 
     threads = [threading.Thread(target=hammer) for _ in range(8)]
     for thread in threads:
@@ -120,7 +120,7 @@ def test_redis_counters_are_exact_across_processes():
     """Two independent clients (as two processes or replicas would be) share one count."""
     first, second = RedisCounters(settings.REDIS_URL), RedisCounters(settings.REDIS_URL)
     first._redis.flushdb()
-    results = [take(client, [minute(7, 10.0)], 10.0).allowed for client in [first, second] * 5]
+    results = [take(client, [minute(7)], 10.0).allowed for client in [first, second] * 5]
     assert sum(results) == 7
     lease = take(first, [], 1.0, concurrency=1).lease
     assert not take(second, [], 1.0, concurrency=1).allowed
@@ -129,7 +129,7 @@ def test_redis_counters_are_exact_across_processes():
 
 def test_idle_memory_counters_are_forgotten():
     counters = MemoryCounters()
-    take(counters, [minute(5, 10.0)], 10.0, concurrency=3)
+    take(counters, [minute(5)], 10.0, concurrency=3)
     counters.sweep(10.0 + 30)
     assert counters._counts and counters._leases
     counters.sweep(10.0 + 100)
