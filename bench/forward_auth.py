@@ -2,10 +2,12 @@
 
 Both servers run pinned to CPU 0 (Go with GOMAXPROCS=1; ours: granian, one
 worker, serving backoffice.wsgi); wrk runs on CPU 1 with 32 keep-alive
-connections. Ours checks every window of a plan (minute, hour, day, month and
+connections; each figure is the median of three runs. Ours checks every window of a plan (minute, hour, day, month and
 an endpoint limit), verifies the token's HMAC and records usage on every call.
-Then the p99 latency of ours at half its measured throughput (wrk paced by a
-Lua delay). Prints the figures and the ratio.
+Then the latency of ours, and of the anchor, at half our measured throughput
+with Poisson arrivals from bench/loadgen (an open-loop generator: wrk's pacing
+fires its connections in step, in whole milliseconds). Prints the figures and
+the ratio.
 
 Run with `bench/forward_auth` (installs Go and wrk from Debian if missing).
 """
@@ -15,13 +17,13 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ANCHOR = ROOT.parent / "shared" / "anchors" / "seed-go" / "main.go"
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/backoffice_bench")
-DURATION = os.environ.get("BENCH_DURATION", "8s")
+DURATION = os.environ.get("BENCH_DURATION", "5s")
 CONNECTIONS = 32
 GO_PORT, OUR_PORT = 18080, 18081
 
@@ -65,8 +67,8 @@ def server_env() -> dict[str, str]:
     }
 
 
-def wrk(port: int, path: str, headers: dict[str, str], duration: str, script: str | None = None) -> str:
-    args = ["taskset", "-c", "1", "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration}", "--latency"]
+def wrk(port, path, headers: dict[str, str], duration: str, script: str | None = None, connections=CONNECTIONS) -> str:
+    args = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{duration}", "--latency"]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
     if script:
@@ -86,45 +88,63 @@ def percentile(output: str, name: str) -> str:
 
 
 def measure(port: int, path: str, headers: dict[str, str]) -> float:
-    wrk(port, path, headers, "2s")  # warm-up
-    return requests_per_second(wrk(port, path, headers, DURATION))
+    """The median of three runs, after a warm-up."""
+    wrk(port, path, headers, "2s")
+    return sorted(requests_per_second(wrk(port, path, headers, DURATION)) for _ in range(3))[1]
+
+
+def paced(loadgen: Path, port: int, path: str, headers: dict[str, str], rate: float) -> str:
+    """Latency at a fixed rate of Poisson arrivals (bench/loadgen), after a warm-up."""
+    args = ["taskset", "-c", "1", "env", "GOMAXPROCS=1", loadgen, "-url", f"http://127.0.0.1:{port}{path}"]
+    for name, value in headers.items():
+        args += ["-H", f"{name}: {value}"]
+    subprocess.run([*args, "-rate", str(rate), "-duration", "2s"], capture_output=True, check=True)
+    return subprocess.run([*args, "-rate", str(rate), "-duration", DURATION], capture_output=True, text=True, check=True).stdout
 
 
 def main() -> None:
     token = setup_database()
     auth = {"Authorization": f"Bearer {token}", "X-Forwarded-Uri": "/v1/en/entities", "X-Forwarded-Method": "POST"}
+    go_call = (GO_PORT, "/", {"Authorization": token})
+    our_call = (OUR_PORT, "/forward-auth", auth)
     with tempfile.TemporaryDirectory() as tmp:
-        anchor = Path(tmp) / "seed-go"
+        anchor, loadgen = Path(tmp) / "seed-go", Path(tmp) / "loadgen"
         gopath = {"GOPATH": "/usr/share/gocode", "GO111MODULE": "off", "GOCACHE": tmp, "HOME": tmp}
-        subprocess.run(["go", "build", "-o", anchor, ANCHOR], env={**os.environ, **gopath}, check=True)
+        for binary, source in [(anchor, ANCHOR), (loadgen, ROOT / "bench" / "loadgen" / "main.go")]:
+            subprocess.run(["go", "build", "-o", binary, source], env={**os.environ, **gopath}, check=True)
+
         go_env = {**os.environ, "GOMAXPROCS": "1", "LIMIT": "1000000000", "ADDR": f"127.0.0.1:{GO_PORT}"}
-        go = subprocess.Popen(["taskset", "-c", "0", anchor], env=go_env, stderr=subprocess.DEVNULL)
-        try:
-            wait_for_port(GO_PORT, go)
-            go_rps = measure(GO_PORT, "/", {"Authorization": token})
-        finally:
-            go.terminate()
-
         granian = [sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", "1", "--no-ws"]
-        ours = subprocess.Popen(
-            ["taskset", "-c", "0", *granian, "--host", "127.0.0.1", "--port", str(OUR_PORT), "backoffice.wsgi:application"],
-            cwd=ROOT, env=server_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_for_port(OUR_PORT, ours)
-            our_rps = measure(OUR_PORT, "/forward-auth", auth)
-            pace = Path(tmp) / "pace.lua"  # each connection waits so that all together send half our throughput
-            delay_ms = max(0.0, 1000 * CONNECTIONS / (our_rps / 2))
-            pace.write_text(f"function delay() return {delay_ms:.3f} end\n")
-            paced = wrk(OUR_PORT, "/forward-auth", auth, DURATION, str(pace))
-        finally:
-            ours.terminate()
+        ours = [*granian, "--host", "127.0.0.1", "--port", str(OUR_PORT), "backoffice.wsgi:application"]
 
-    print(f"seed Go service (1 core):       {go_rps:10,.0f} requests/s")
-    print(f"our forward-auth (1 process):   {our_rps:10,.0f} requests/s")
-    print(f"ratio ours / Go:                {our_rps / go_rps:10.2f}  (goal: at least 0.50)")
-    print(f"at half load ({requests_per_second(paced):,.0f} requests/s): "
-          f"p50 {percentile(paced, '50%')}, p99 {percentile(paced, '99%')}  (goal: p99 under 2 ms)")
+        with server([anchor], GO_PORT, go_env):
+            go_rps = measure(*go_call)
+        with server(ours, OUR_PORT, server_env()):
+            our_rps = measure(*our_call)
+            our_latency = paced(loadgen, *our_call, our_rps / 2)
+        with server([anchor], GO_PORT, go_env):
+            go_latency = paced(loadgen, *go_call, our_rps / 2)
+
+    print(f"seed Go service (1 core):     {go_rps:10,.0f} calls/s")
+    print(f"our forward-auth (1 process): {our_rps:10,.0f} calls/s")
+    print(f"ratio ours / Go:              {our_rps / go_rps:10.2f}   (goal: at least 0.50)")
+    print(f"at half our throughput, Poisson arrivals (goal: p99 under 2 ms):")
+    print(f"  ours: {our_latency.strip()}")
+    print(f"  Go:   {go_latency.strip()}   (the same load on the anchor: the generator's own share)")
+
+
+@contextmanager
+def server(args: list, port: int, env: dict[str, str]):
+    """A server pinned to CPU 0."""
+    process = subprocess.Popen(
+        ["taskset", "-c", "0", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for_port(port, process)
+        yield
+    finally:
+        process.terminate()
+        process.wait()
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ refused request consumes no quota. Concurrency is a set of leases with a TTL.
 import math
 import secrets
 import threading
-from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 import redis
@@ -60,10 +60,9 @@ class Window:
         return (oldest + self.slots) * self.span if self.span else period[1]
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):  # a tuple: made on every decision, so cheap to make
     allowed: bool
-    counts: tuple[int, ...]  # calls already counted per window (up to the refused one)
+    counts: list[int]  # calls already counted per window (up to the refused one)
     refused: int | None = None  # position of the refused window; len(windows) = concurrency
     oldest: int = 0  # oldest non-empty bucket of the refused window
     lease: str | None = None
@@ -113,16 +112,16 @@ class MemoryCounters:
             counts = self._counts.get(account)
             if counts is None:
                 counts = self._counts[account] = {}
-            taken = []
+            taken, totals = [], []
             for window in windows:
-                index = window.bucket(now, period)
+                index = int(now // window.span) if window.span else int(period[0])  # window.bucket(), inlined
                 counter = counts.get(window.name)
                 if counter is None or len(counter.ring) != window.slots:
                     counter = counts[window.name] = RollingCount(window.slots, index)
                 elif index > counter.last:  # an earlier index: a thread that read the clock just before
                     counter.advance(index)
+                totals.append(counter.total)
                 if counter.total >= window.quota:
-                    totals = tuple(c.total for c in taken) + (counter.total,)
                     return Verdict(False, totals, len(taken), counter.oldest())
                 taken.append(counter)
             lease = None
@@ -131,10 +130,9 @@ class MemoryCounters:
                 for expired in [lease for lease, expiry in leases.items() if expiry <= now]:
                     del leases[expired]
                 if len(leases) >= concurrency:
-                    return Verdict(False, tuple(c.total for c in taken), len(windows))
+                    return Verdict(False, totals, len(windows))
                 lease = new_lease_id(account)
                 leases[lease] = now + lease_ttl
-            totals = tuple(c.total for c in taken)
             for counter, window in zip(taken, windows):
                 counter.ring[counter.last % len(counter.ring)] += 1
                 counter.total += 1
@@ -179,8 +177,8 @@ class RedisCounters:
             args += [concurrency, lease, now + lease_ttl, math.ceil(lease_ttl)]
         allowed, refused, oldest, *counts = self._script(keys=keys, args=args)
         if allowed:
-            return Verdict(True, tuple(counts), lease=lease)
-        return Verdict(False, tuple(counts), refused - 1, oldest)
+            return Verdict(True, counts, lease=lease)
+        return Verdict(False, counts, refused - 1, oldest)
 
     def release(self, lease: str) -> bool:
         return bool(self._redis.zrem(f"rl:{{{lease_account(lease)}}}:leases", lease))

@@ -8,7 +8,7 @@ def test_an_issued_token_authenticates_and_is_stored_only_as_a_keyed_hash(custom
     token.refresh_from_db()
     assert secret.startswith(token.prefix + "_")
     assert token.prefix.startswith("nlp_")
-    assert secret not in token.digest and token.digest == token_digest(secret)
+    assert secret not in token.digest and token.digest == token_digest(secret).hex()
     assert ApiToken.objects.authenticate(secret) == token
 
 
