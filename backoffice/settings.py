@@ -160,6 +160,16 @@ FORWARD_AUTH_REFRESH_SECONDS = env_float("FORWARD_AUTH_REFRESH_SECONDS", 1.0)
 # A concurrency lease not released by the upstream expires after this many seconds.
 FORWARD_AUTH_LEASE_TTL = env_float("FORWARD_AUTH_LEASE_TTL", 60.0)
 
+# Usage events (usage/recorder.py, usage/store.py).
+USAGE_RAW_RETENTION_DAYS = env_int("USAGE_RAW_RETENTION_DAYS", 90)  # raw events; the aggregates stay
+USAGE_FLUSH_SECONDS = env_float("USAGE_FLUSH_SECONDS", 1.0)  # or sooner once USAGE_FLUSH_BATCH wait
+USAGE_FLUSH_BATCH = env_int("USAGE_FLUSH_BATCH", 20_000)
+# Events kept in memory while the database is down; the rest go to the journal.
+USAGE_MEMORY_LIMIT = env_int("USAGE_MEMORY_LIMIT", 500_000)
+USAGE_JOURNAL_DIR = Path(env("USAGE_JOURNAL_DIR", str(BASE_DIR / ".data" / "usage-journal")))
+# The model services' token for POST /usage/quantities (empty: the endpoint refuses everyone).
+USAGE_SERVICE_TOKEN = env("USAGE_SERVICE_TOKEN", "")
+
 AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

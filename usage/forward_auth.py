@@ -329,10 +329,11 @@ _service_lock = threading.Lock()
 
 
 def service() -> ForwardAuth:
-    """This process's forward-auth service, built from the settings on first use."""
+    """This process's forward-auth service, built from the settings on first use (with the usage flusher)."""
     global _service
     if _service is None:
         with _service_lock:
             if _service is None:
                 _service = ForwardAuth.from_settings()
+                recorder.start()
     return _service

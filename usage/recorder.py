@@ -1,27 +1,195 @@
-"""The in-memory buffer of usage events, appended on the forward-auth path.
+"""Usage events: an in-memory buffer on the request path, a background flusher behind it.
 
-An event is a tuple (time, account, token, endpoint, method, status, request id):
-appending it is one deque append, which never blocks and never fails.
+An event is a tuple (time, account, token, endpoint, method, status, request id),
+`time` a Unix timestamp. `record()` is one deque append: it never blocks and
+never fails. The flusher wakes every USAGE_FLUSH_SECONDS (or as soon as
+USAGE_FLUSH_BATCH events wait), COPYs them into a staging table and inserts
+them into api_calls, skipping request ids already there, so a batch retried
+after an unclear failure counts once. Then it merges the quantities the model
+services reported (usage/views.py) into their events.
+
+While the database is down the flusher retries with backoff, keeps at most
+USAGE_MEMORY_LIMIT events in memory and appends the rest to a journal in
+USAGE_JOURNAL_DIR, replayed once the database is back (by this or the next
+process). `stop()` (at exit, SIGTERM included) flushes what is left or
+journals it. A hard crash (SIGKILL, power loss) loses what was in memory:
+at most one flush interval of calls.
 """
 
+import atexit
 import collections
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+
+log = logging.getLogger(__name__)
+
+COLUMNS = "epoch, account_id, token_id, endpoint, method, status, request_id"
+STAGING = f"""
+CREATE TEMP TABLE IF NOT EXISTS api_calls_staging (
+    epoch float8, account_id bigint, token_id bigint, endpoint text, method text, status smallint, request_id text
+) ON COMMIT DELETE ROWS
+"""
+INSERT = """
+INSERT INTO api_calls (time, account_id, token_id, endpoint, method, status, request_id)
+SELECT to_timestamp(epoch), account_id, token_id, endpoint, method, status, request_id FROM api_calls_staging
+ON CONFLICT DO NOTHING
+"""
+TOKENS_LAST_USED = """
+UPDATE accounts_apitoken AS token SET last_used = used.last
+FROM (SELECT token_id, to_timestamp(max(epoch)) AS last FROM api_calls_staging GROUP BY token_id) AS used
+WHERE token.id = used.token_id AND (token.last_used IS NULL OR token.last_used < used.last)
+"""
+# Quantities reported for calls already stored; the time bound lets TimescaleDB skip old chunks.
+MERGE_QUANTITIES = """
+WITH merged AS (
+    UPDATE api_calls AS call SET words = quantity.words, characters = quantity.characters
+    FROM usage_quantity AS quantity
+    WHERE call.request_id = quantity.request_id AND call.time > quantity.received - INTERVAL '1 day'
+    RETURNING quantity.request_id
+)
+DELETE FROM usage_quantity WHERE request_id IN (SELECT request_id FROM merged)
+"""
+MAX_BACKOFF = 30.0
 
 
 class UsageRecorder:
-    def __init__(self):
+    def __init__(self, journal_dir: Path | None = None, memory_limit: int | None = None, batch_size: int | None = None):
         self._events = collections.deque()
+        self._failed: list[tuple] = []  # a batch whose write failed, retried first
+        self.journal_dir = journal_dir or settings.USAGE_JOURNAL_DIR
+        self.memory_limit = memory_limit or settings.USAGE_MEMORY_LIMIT
+        self.batch_size = batch_size or settings.USAGE_FLUSH_BATCH
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # one flush at a time
+        self._backoff = 0.0
+
+    # The request path.
 
     def record(self, event: tuple) -> None:
         self._events.append(event)
+        if len(self._events) >= self.batch_size:
+            self._wake.set()
+
+    # The flusher.
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._run, name="usage-flusher", daemon=True)
+            self._thread.start()
+            atexit.register(self.stop)
+
+    def stop(self) -> None:
+        """Flush everything, or journal what cannot be written, from the flusher's own connection."""
+        atexit.unregister(self.stop)
+        if self._thread is None:
+            self._flush_or_journal()
+            return
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join()
+        self._thread = None
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                self._wake.wait(max(settings.USAGE_FLUSH_SECONDS, self._backoff))
+                self._wake.clear()
+                self.flush()
+            self._flush_or_journal()
+        finally:
+            connection.close()
+
+    def _flush_or_journal(self) -> None:
+        if not self.flush():
+            self._spill(self.pending)
+
+    def flush(self) -> bool:
+        """Write the journal and every buffered event; False if the database refused."""
+        with self._lock:
+            try:
+                self._replay_journal()
+                while self._failed or self._events:
+                    if not self._failed:
+                        self._failed = self._take(self.batch_size)
+                    self._write(self._failed)
+                    self._failed = []
+                with connection.cursor() as cursor:
+                    cursor.execute(MERGE_QUANTITIES)
+            except DatabaseError:
+                self._backoff = min(MAX_BACKOFF, max(1.0, self._backoff * 2))
+                log.warning("Usage flush failed; %d events pending, retrying in %.0f s", self.pending, self._backoff)
+                connection.close()
+                if self.pending > self.memory_limit:
+                    self._spill(self.pending - self.memory_limit)
+                return False
+            self._backoff = 0.0
+            return True
+
+    @property
+    def pending(self) -> int:
+        return len(self._failed) + len(self._events)
 
     def drain(self) -> list[tuple]:
-        """Take every buffered event (oldest first)."""
+        """Take every buffered event (oldest first), leaving them to the caller."""
+        return self._take(len(self._events))
+
+    def _take(self, count: int) -> list[tuple]:
         events = []
-        while True:
+        for _ in range(count):
             try:
                 events.append(self._events.popleft())
             except IndexError:
-                return events
+                break
+        return events
+
+    @staticmethod
+    def _write(events: list[tuple]) -> None:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(STAGING)
+            with cursor.copy(f"COPY api_calls_staging ({COLUMNS}) FROM STDIN") as copy:
+                for event in events:
+                    copy.write_row(event)
+            cursor.execute(INSERT)
+            cursor.execute(TOKENS_LAST_USED)
+
+    # The journal: files of JSON lines, one event a line.
+
+    def _spill(self, count: int) -> None:
+        """Move the oldest `count` pending events to a new journal file."""
+        events = self._failed[:count]
+        self._failed = self._failed[count:]
+        events += self._take(count - len(events))
+        if not events:
+            return
+        self.journal_dir.mkdir(parents=True, exist_ok=True)
+        path = self.journal_dir / f"{time.time():.6f}-{os.getpid()}.jsonl"
+        partial = path.with_suffix(".partial")
+        with partial.open("w") as journal:
+            journal.writelines(json.dumps(event) + "\n" for event in events)
+            journal.flush()
+            os.fsync(journal.fileno())
+        partial.rename(path)  # a journal file is whole or absent
+        log.warning("Usage: %d events journaled to %s", len(events), path)
+
+    def _replay_journal(self) -> None:
+        if not self.journal_dir.is_dir():
+            return
+        for path in sorted(self.journal_dir.glob("*.jsonl")):
+            events = [tuple(json.loads(line)) for line in path.open()]
+            for start in range(0, len(events), self.batch_size):
+                self._write(events[start : start + self.batch_size])
+            path.unlink(missing_ok=True)  # another process may have replayed it too: ids dedupe
+            log.info("Usage: replayed %d journaled events from %s", len(events), path)
 
 
 recorder = UsageRecorder()
