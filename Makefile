@@ -8,12 +8,14 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/backoffice
 # ... and the local Redis, database 15 (flushed by the tests).
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
+TIMESCALEDB_CHECK := usage/tests/timescaledb
+
 .PHONY: run test system-packages
 
 run: $(VENV)/.installed
 	$(PY) -m backoffice.run
 
-test: $(VENV)/.installed system-packages
+test: $(VENV)/.installed system-packages $(TIMESCALEDB_CHECK)/node_modules
 	DEBUG=1 DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 $(VENV)/.installed: requirements.txt requirements-test.txt
@@ -26,3 +28,8 @@ $(VENV)/.installed: requirements.txt requirements-test.txt
 system-packages:
 	@command -v chromium >/dev/null && command -v caddy >/dev/null && command -v wrk >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium caddy wrk; }
+
+# The WASM TimescaleDB that the store's TimescaleDB SQL is checked against (Node.js, npm).
+$(TIMESCALEDB_CHECK)/node_modules: $(TIMESCALEDB_CHECK)/package-lock.json
+	npm ci --prefix $(TIMESCALEDB_CHECK) --no-audit --no-fund --silent
+	touch $@

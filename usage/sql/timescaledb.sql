@@ -1,7 +1,7 @@
 -- TimescaleDB: api_calls as a hypertable, rolled up by continuous aggregates
 -- (hourly, and daily on top of hourly) with real-time aggregation, a refresh
 -- policy, raw retention and the columnstore.
-SELECT create_hypertable('api_calls', by_range('time', INTERVAL '1 day'));
+SELECT create_hypertable('api_calls', by_range('time', INTERVAL '7 days'));
 
 CREATE MATERIALIZED VIEW api_calls_hourly
 WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
