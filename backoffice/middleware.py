@@ -9,10 +9,11 @@ CONTENT_PARTIAL = "content"
 
 
 class HtmxPageMiddleware:
-    """Answers an htmx request with the page's content fragment, anything else with the full page.
+    """Answers an htmx request with the page's fragment, anything else with the full page.
 
     Every page template defines its content as `{% partialdef content inline %}`
-    inside its content block;
+    inside its content block, and may name smaller fragments after the element
+    ids that htmx swaps (`hx-target="#usage-report"` -> partial `usage-report`);
     a history restore (htmx re-fetching a page it no longer has cached) gets the
     full page. A session that expired during an htmx request sends the browser
     to the login page instead of swapping the login form into the content area.
@@ -31,8 +32,10 @@ class HtmxPageMiddleware:
     def process_template_response(self, request: HttpRequest, response: TemplateResponse) -> TemplateResponse:
         if request.htmx and not request.htmx.history_restore_request:
             names = [response.template_name] if isinstance(response.template_name, str) else response.template_name
-            # A template without the partial (admin, say) falls back to its full page.
-            response.template_name = [f"{name}#{CONTENT_PARTIAL}" for name in names] + list(names)
+            # The partial named like the swap's target (a chart inside a page, say), else the
+            # content; a template without either (admin, say) falls back to its full page.
+            partials = [request.htmx.target, CONTENT_PARTIAL] if request.htmx.target else [CONTENT_PARTIAL]
+            response.template_name = [f"{name}#{partial}" for partial in partials for name in names] + list(names)
         return response
 
     @staticmethod

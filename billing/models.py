@@ -1,4 +1,6 @@
+import calendar
 import re
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -17,6 +19,25 @@ class PlanQuerySet(models.QuerySet):
     def default(self) -> "Plan":
         """The plan of customers without a paid subscription (Free)."""
         return self.get(is_default=True)
+
+    def of(self, user) -> "Plan":
+        """The plan in effect for a user."""
+        customer = Customer.objects.filter(user=user).select_related("plan").first()
+        return customer.plan if customer else self.default()
+
+
+def calendar_month(moment: datetime) -> tuple[datetime, datetime]:
+    """The UTC calendar month around a moment: the billing period of customers without a subscription."""
+    start = datetime(moment.year, moment.month, 1, tzinfo=UTC)
+    return start, start + timedelta(days=calendar.monthrange(moment.year, moment.month)[1])
+
+
+def billing_period(user, now: datetime) -> tuple[datetime, datetime]:
+    """The user's current billing period: the subscription's while it runs, else the calendar month."""
+    customer = Customer.objects.filter(user=user).first()
+    if customer and customer.current_period_start and customer.current_period_start <= now < customer.current_period_end:
+        return customer.current_period_start, customer.current_period_end
+    return calendar_month(now)
 
 
 class Plan(models.Model):

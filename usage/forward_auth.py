@@ -13,7 +13,6 @@ one) and returns an `Answer`, so the Django view and the lean WSGI entry point
 (usage/wsgi.py) share every line of the decision.
 """
 
-import calendar
 import hmac
 import itertools
 import json
@@ -26,14 +25,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import redis
 from django.conf import settings
 from django.db import DatabaseError, connection
 
 from accounts.models import PREFIX_END, TOKEN_LENGTH, ApiToken, token_digest, token_hash_key
-from billing.models import Plan
+from billing.models import Plan, calendar_month
 from billing.models import Window as WindowChoice
 from usage.limiter import MemoryCounters, RedisCounters, Verdict, Window
 from usage.recorder import recorder
@@ -168,10 +167,8 @@ class CalendarMonth:
 
     def at(self, now: float) -> tuple[float, float]:
         if not self.start <= now < self.end:
-            moment = datetime.fromtimestamp(now, timezone.utc)
-            start = datetime(moment.year, moment.month, 1, tzinfo=timezone.utc)
-            days = calendar.monthrange(moment.year, moment.month)[1]
-            self.start, self.end = start.timestamp(), start.timestamp() + days * 86400
+            start, end = calendar_month(datetime.fromtimestamp(now, UTC))
+            self.start, self.end = start.timestamp(), end.timestamp()
         return self.start, self.end
 
 

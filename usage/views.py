@@ -1,14 +1,26 @@
+import csv
 import hmac
 import json
 import re
+from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from accounts.models import User
+from billing.models import Plan, billing_period
+
+from usage.charts import UsageReport
 from usage.forward_auth import Answer, problem, service
 from usage.models import Quantity
+from usage.queries import DEFAULT_RANGE, ENDPOINTS_SQL, QUOTA_USE_SQL, RANGES, TOP_ACCOUNTS_SQL, fetch
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -77,3 +89,101 @@ def quantity_errors(index: int, item) -> list[dict]:
     if unknown:
         errors.append({"index": index, "field": None, "message": f"Unknown fields: {', '.join(sorted(unknown))}."})
     return errors
+
+
+# The usage pages: the customer's own, and the same for staff about any customer.
+
+
+@login_required
+def usage_page(request: HttpRequest) -> HttpResponse:
+    return _usage_page(request, request.user)
+
+
+@login_required
+def usage_csv(request: HttpRequest) -> HttpResponse:
+    return _usage_csv(request, request.user)
+
+
+@staff_member_required
+def customer_usage_page(request: HttpRequest, user_id: int) -> HttpResponse:
+    return _usage_page(request, get_object_or_404(User, pk=user_id))
+
+
+@staff_member_required
+def customer_usage_csv(request: HttpRequest, user_id: int) -> HttpResponse:
+    return _usage_csv(request, get_object_or_404(User, pk=user_id))
+
+
+@staff_member_required
+def usage_overview(request: HttpRequest) -> HttpResponse:
+    """Staff: totals, top customers, usage and error rates per endpoint."""
+    range_ = _range(request)
+    if range_ is None:
+        return _bad_range(request)
+    report = UsageReport(range_, timezone.now())
+    window = {"start": report.buckets[0], "end": range_.bucket_end(report.buckets[-1])}
+    top = fetch(TOP_ACCOUNTS_SQL.format(relation=range_.relation), window)
+    emails = dict(User.objects.filter(pk__in=[row["account_id"] for row in top]).values_list("pk", "email"))
+    context = {
+        "report": report,
+        "ranges": RANGES.values(),
+        "top": [{**row, "email": emails.get(row["account_id"], f"#{row['account_id']}")} for row in top],
+        "endpoints": fetch(ENDPOINTS_SQL.format(relation=range_.relation), window),
+    }
+    return TemplateResponse(request, "usage/overview.html", context)
+
+
+def _range(request: HttpRequest):
+    return RANGES.get(request.GET.get("range", DEFAULT_RANGE))
+
+
+def _bad_range(request: HttpRequest) -> HttpResponse:
+    message = f"Unknown range; use one of {', '.join(RANGES)}."
+    return TemplateResponse(request, "error.html", {"title": "Bad request", "message": message}, status=400)
+
+
+def _usage_page(request: HttpRequest, customer: User) -> HttpResponse:
+    range_ = _range(request)
+    if range_ is None:
+        return _bad_range(request)
+    now = timezone.now()
+    context = {
+        "customer": customer,
+        "report": UsageReport(range_, now, customer.pk),
+        "ranges": RANGES.values(),
+        "quotas": quota_use(customer, now),
+    }
+    return TemplateResponse(request, "usage/usage.html", context)
+
+
+def _usage_csv(request: HttpRequest, customer: User) -> HttpResponse:
+    range_ = _range(request)
+    if range_ is None:
+        return HttpResponse(f"Unknown range; use one of {', '.join(RANGES)}.", status=400, content_type="text/plain")
+    report = UsageReport(range_, timezone.now(), customer.pk)
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="usage-{range_.key}.csv"'
+    writer = csv.writer(response)
+    writer.writerow(["bucket_start", "endpoint", "requests", "refused", "words", "characters"])
+    for row in report.rows:
+        writer.writerow([row["t"].isoformat(), row["endpoint"], row["requests"], row["errors"], row["words"], row["characters"]])
+    return response
+
+
+def quota_use(customer: User, now) -> list[dict]:
+    """Calls allowed so far against the plan's quotas (those it sets)."""
+    plan = Plan.objects.of(customer)
+    period_start, period_end = billing_period(customer, now)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    params = {"account": customer.pk, "period": period_start, "day": hour - timedelta(hours=23), "hour": hour}
+    used = fetch(QUOTA_USE_SQL, params)[0]
+    quotas = [
+        ("This billing period", f"until {period_end:%d %b %Y}", used["period"], plan.per_month),
+        ("Last 24 hours", "rolling", used["day"], plan.per_day),
+        ("This hour", f"since {hour:%H:%M} UTC", used["hour"], plan.per_hour),
+    ]
+    return [
+        {"label": label, "note": note, "used": count, "quota": quota, "percent": min(100, round(100 * count / quota))}
+        for label, note, count, quota in quotas
+        if quota
+    ]

@@ -6,7 +6,7 @@ from django.urls import reverse
 from conftest import HISTORY_RESTORE, HTMX
 
 ANONYMOUS_PAGES = ["login", "signup", "password_reset", "password_reset_done", "password_reset_complete"]
-CUSTOMER_PAGES = ["dashboard", "tokens", "account", "password_change", "password_change_done"]
+CUSTOMER_PAGES = ["dashboard", "tokens", "usage", "account", "password_change", "password_change_done"]
 
 
 PAGES = [(name, False) for name in ANONYMOUS_PAGES] + [(name, True) for name in CUSTOMER_PAGES]
@@ -31,7 +31,7 @@ def test_a_normal_request_gets_the_full_page(client, page_url):
 def test_an_htmx_request_gets_only_the_content_fragment(client, page_url):
     response = client.get(page_url, **HTMX)
     assert response.status_code == 200
-    assert b"<html" not in response.content and b"<nav" not in response.content
+    assert b"<html" not in response.content and b'aria-label="Main"' not in response.content
     assert b"<h1>" in response.content
 
 
