@@ -1,6 +1,8 @@
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from accounts.models import ApiToken, User
 
@@ -49,9 +51,15 @@ class UserAdmin(BaseUserAdmin):
         ("Personal info", {"fields": ["first_name", "last_name"]}),
         ("Permissions", {"fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"]}),
         ("Dates", {"fields": ["last_login", "date_joined"]}),
+        ("Usage", {"fields": ["usage"]}),
     ]
+    readonly_fields = ["usage"]
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
     inlines = [ApiTokenInline]
+
+    @admin.display(description="Usage")
+    def usage(self, user):
+        return format_html('<a href="{}">Charts and table of this customer\'s calls</a>', reverse("customer_usage", args=[user.pk]))
 
 
 @admin.register(ApiToken)

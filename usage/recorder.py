@@ -54,7 +54,9 @@ WITH merged AS (
     WHERE call.request_id = quantity.request_id AND call.time > quantity.received - INTERVAL '1 day'
     RETURNING quantity.request_id
 )
-DELETE FROM usage_quantity WHERE request_id IN (SELECT request_id FROM merged)
+DELETE FROM usage_quantity
+WHERE request_id IN (SELECT request_id FROM merged)
+   OR received < now() - INTERVAL '7 days'  -- reported for a call that never reached the store
 """
 MAX_BACKOFF = 30.0
 

@@ -42,3 +42,8 @@ def test_staff_search_customers_by_email(staff_client, customer, other_customer)
 def test_customers_cannot_reach_the_admin(customer_client):
     response = customer_client.get(reverse("admin:index"))
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_a_customers_admin_page_links_to_their_usage(staff_client, customer):
+    html = staff_client.get(reverse("admin:accounts_user_change", args=[customer.pk])).content.decode()
+    assert reverse("customer_usage", args=[customer.pk]) in html
