@@ -22,29 +22,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ANCHOR = ROOT.parent / "shared" / "anchors" / "seed-go" / "main.go"
-DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/backoffice_bench")
 DURATION = os.environ.get("BENCH_DURATION", "5s")
 CONNECTIONS = 32
 GO_PORT, OUR_PORT = 18080, 18081
 
 sys.path.insert(0, str(ROOT))
+from bench import database  # noqa: E402
 from tests.servers import wait_for_port  # noqa: E402
 
 
 def setup_database() -> str:
-    """Migrate the bench database; return a token whose plan limits every window (never reached)."""
-    import psycopg
-
-    name = DATABASE_URL.rsplit("/", 1)[1]
-    with psycopg.connect(DATABASE_URL.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=server_env(), check=True)
-
-    os.environ.update(server_env())
-    import django
-
-    django.setup()
+    """A token whose plan limits every window (at a height never reached)."""
+    database.prepare()
     from accounts.models import ApiToken, User
     from billing.models import Customer, EndpointLimit, Plan
 
@@ -60,11 +49,7 @@ def setup_database() -> str:
 
 
 def server_env() -> dict[str, str]:
-    return {
-        "PATH": os.environ["PATH"], "DATABASE_URL": DATABASE_URL, "DEBUG": "0", "SECRET_KEY": "bench-" + "x" * 50,
-        "TOKEN_HASH_KEY": "bench-token-key", "ALLOWED_HOSTS": "127.0.0.1", "LOG_LEVEL": "WARNING",
-        "DJANGO_SETTINGS_MODULE": "backoffice.settings",
-    }
+    return {"PATH": os.environ["PATH"], **database.ENV}
 
 
 def wrk(port, path, headers: dict[str, str], duration: str, script: str | None = None, connections=CONNECTIONS) -> str:

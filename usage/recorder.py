@@ -31,6 +31,7 @@ from django.db import DatabaseError, connection, transaction
 log = logging.getLogger(__name__)
 
 COLUMNS = "epoch, account_id, token_id, endpoint, method, status, request_id"
+COLUMN_TYPES = ["float8", "int8", "int8", "text", "text", "int2", "text"]
 STAGING = f"""
 CREATE TEMP TABLE IF NOT EXISTS api_calls_staging (
     epoch float8, account_id bigint, token_id bigint, endpoint text, method text, status smallint, request_id text
@@ -158,7 +159,8 @@ class UsageRecorder:
     def _write(events: list[tuple]) -> None:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(STAGING)
-            with cursor.copy(f"COPY api_calls_staging ({COLUMNS}) FROM STDIN") as copy:
+            with cursor.copy(f"COPY api_calls_staging ({COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(COLUMN_TYPES)
                 for event in events:
                     copy.write_row(event)
             cursor.execute(INSERT)
