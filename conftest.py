@@ -4,8 +4,18 @@ import pytest
 from django.core.cache import cache
 
 from accounts.models import User
+from usage import forward_auth
 
 PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stop_background_threads(django_db_setup, django_db_blocker):
+    """Tests that reach the process-wide forward-auth service (the live server) start its threads;
+    stop them, and close their connections, before the test database is dropped."""
+    yield
+    with django_db_blocker.unblock():
+        forward_auth.stop_service()
 
 
 @pytest.fixture(autouse=True)

@@ -24,6 +24,7 @@ def prepare() -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
     env = {"PATH": os.environ["PATH"], **ENV}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
     os.environ.update(ENV)
     sys.path.insert(0, str(ROOT))
     import django

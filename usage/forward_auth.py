@@ -232,8 +232,11 @@ class ForwardAuth:
     def _refresh_forever(self) -> None:
         try:
             while not self._stop.wait(self.refresh_seconds):
-                self.refresh()
-                self.counters.sweep(self.clock())
+                try:
+                    self.refresh()
+                    self.counters.sweep(self.clock())
+                except Exception:  # never let the thread die: the snapshot would silently go stale
+                    log.exception("Forward-auth: refresh failed")
         finally:
             connection.close()  # this thread's own connection
 
@@ -334,3 +337,13 @@ def service() -> ForwardAuth:
                 _service = ForwardAuth.from_settings()
                 recorder.start()
     return _service
+
+
+def stop_service() -> None:
+    """Stop this process's service and its usage flusher (tests; the next call starts anew)."""
+    global _service
+    with _service_lock:
+        if _service is not None:
+            _service.stop()
+            _service = None
+        recorder.stop()

@@ -107,7 +107,11 @@ class UsageRecorder:
             while not self._stopping.is_set():
                 self._wake.wait(max(settings.USAGE_FLUSH_SECONDS, self._backoff))
                 self._wake.clear()
-                self.flush()
+                try:
+                    self.flush()
+                except Exception:  # never let the thread die: events would pile up unwritten
+                    log.exception("Usage flush failed unexpectedly")
+                    self._backoff = MAX_BACKOFF
             self._flush_or_journal()
         finally:
             connection.close()

@@ -1,26 +1,12 @@
 from django.db import migrations
 
-PLANS = [
-    # name, slug, default, metered, minute, hour, day, month, concurrency, endpoint limits
-    ("Free", "free", True, False, 10, 200, 1_000, 10_000, 2, [("/v1/*/summarization", "minute", 5)]),
-    ("Starter", "starter", False, False, 60, 2_000, 20_000, 300_000, 5, []),
-    ("Pro", "pro", False, False, 600, 20_000, 200_000, 3_000_000, 20, []),
-    ("Pay-as-you-go", "payg", False, True, 120, 5_000, 50_000, None, 10, []),
-]
+from billing.plans import seed_plans
 
 
-def seed_plans(apps, schema_editor):
-    Plan = apps.get_model("billing", "Plan")
-    EndpointLimit = apps.get_model("billing", "EndpointLimit")
-    for position, (name, slug, default, metered, minute, hour, day, month, concurrency, endpoints) in enumerate(PLANS):
-        plan = Plan.objects.create(
-            name=name, slug=slug, is_default=default, metered=metered, per_minute=minute, per_hour=hour,
-            per_day=day, per_month=month, concurrency=concurrency, position=position,
-        )
-        for pattern, window, quota in endpoints:
-            EndpointLimit.objects.create(plan=plan, pattern=pattern, window=window, quota=quota)
+def seed(apps, schema_editor):
+    seed_plans(apps.get_model("billing", "Plan"), apps.get_model("billing", "EndpointLimit"))
 
 
 class Migration(migrations.Migration):
     dependencies = [("billing", "0001_initial")]
-    operations = [migrations.RunPython(seed_plans, migrations.RunPython.noop)]
+    operations = [migrations.RunPython(seed, migrations.RunPython.noop)]

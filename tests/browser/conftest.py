@@ -5,6 +5,10 @@ import shutil
 import pytest
 from playwright.sync_api import sync_playwright
 
+from billing.models import EndpointLimit, Plan
+from billing.plans import seed_plans
+from usage import forward_auth
+
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -25,9 +29,11 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, live_server):
+def page(browser, live_server, transactional_db):
     context = browser.new_context(base_url=live_server.url)
+    seed_plans(Plan, EndpointLimit)  # a transactional test's flush removed the migration's plans
     page = context.new_page()
     page.on("dialog", lambda dialog: dialog.accept())  # hx-confirm
     yield page
     context.close()
+    forward_auth.stop_service()  # started by calls to the live server; its threads use this test's database

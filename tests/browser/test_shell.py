@@ -1,5 +1,9 @@
 """The htmx shell in a real browser: URL and content stay consistent through navigation."""
 
+import time
+import urllib.error
+import urllib.request
+
 from playwright.sync_api import expect
 
 from accounts.models import ApiToken, User
@@ -74,3 +78,50 @@ def test_a_session_that_expired_leads_to_the_login_page(page, transactional_db):
     expect(page).to_have_url("/login/?next=/account/")
     assert page.locator("nav").count() == 1  # the whole page, not a login form inside the old one
     expect(page.get_by_role("heading", level=1)).to_have_text("Log in")
+
+
+def test_calls_made_with_a_new_token_show_up_on_the_usage_page(page, live_server, transactional_db):
+    sign_up(page)
+    page.get_by_label("Name").fill("production")
+    page.get_by_role("button", name="Create token").click()
+    secret = page.locator("#new-secret").inner_text()
+    for uri in ["/v1/en/entities", "/v1/en/entities", "/v1/en/summarization"]:
+        call_api(live_server.url, secret, uri)
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Usage").click()
+    expect(page).to_have_url("/usage/")
+    for _ in range(40):  # the flusher writes within a second
+        if "3 calls in all" in page.content():
+            break
+        page.wait_for_timeout(250)
+        page.reload()
+    expect(page.get_by_text("3 calls in all")).to_be_visible()
+    expect(page.locator(".legend li", has_text="/v1/en/summarization").first).to_be_visible()
+
+    page.get_by_role("link", name="30 days").click()
+    expect(page).to_have_url("/usage/?range=30d")
+    expect(page.get_by_role("heading", name="Last 30 days")).to_be_visible()
+    expect(page.get_by_role("heading", level=1)).to_have_count(1)
+    page.reload()
+    expect(page.get_by_role("heading", name="Last 30 days")).to_be_visible()
+    page.go_back()
+    expect(page).to_have_url("/usage/")
+    expect(page.get_by_role("heading", name="Last 7 days")).to_be_visible()
+
+
+def call_api(base_url: str, secret: str, uri: str) -> None:
+    """One API call as Traefik would check it, then the upstream's release of its concurrency lease.
+
+    A new token reaches the forward-auth snapshot within FORWARD_AUTH_REFRESH_SECONDS: retry 401 meanwhile.
+    """
+    request = urllib.request.Request(f"{base_url}/forward-auth", headers={"Authorization": f"Bearer {secret}", "X-Forwarded-Uri": uri})
+    for _ in range(50):
+        try:
+            with urllib.request.urlopen(request) as response:
+                lease = response.headers["X-Lease-Id"]
+                break
+        except urllib.error.HTTPError as error:
+            assert error.code == 401, error.code
+            time.sleep(0.1)
+    release = urllib.request.Request(f"{base_url}/forward-auth/release", method="POST", headers={"X-Lease-Id": lease})
+    assert urllib.request.urlopen(release).status == 204

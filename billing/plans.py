@@ -1,0 +1,24 @@
+"""The plans the product starts with (Free is the default), seeded by migration and restorable by tests."""
+
+PLANS = [
+    # name, slug, default, metered, per minute, hour, day, month, concurrency, endpoint limits
+    ("Free", "free", True, False, 10, 200, 1_000, 10_000, 2, [("/v1/*/summarization", "minute", 5)]),
+    ("Starter", "starter", False, False, 60, 2_000, 20_000, 300_000, 5, []),
+    ("Pro", "pro", False, False, 600, 20_000, 200_000, 3_000_000, 20, []),
+    ("Pay-as-you-go", "payg", False, True, 120, 5_000, 50_000, None, 10, []),
+]
+
+
+def seed_plans(Plan, EndpointLimit) -> None:
+    """Create the starting plans that do not exist yet (models passed in: migrations use historical ones)."""
+    for position, (name, slug, default, metered, minute, hour, day, month, concurrency, endpoints) in enumerate(PLANS):
+        plan, created = Plan.objects.get_or_create(
+            slug=slug,
+            defaults=dict(
+                name=name, is_default=default, metered=metered, per_minute=minute, per_hour=hour, per_day=day,
+                per_month=month, concurrency=concurrency, position=position,
+            ),
+        )
+        if created:
+            for pattern, window, quota in endpoints:
+                EndpointLimit.objects.create(plan=plan, pattern=pattern, window=window, quota=quota)
