@@ -17,6 +17,7 @@ at most one flush interval of calls.
 """
 
 import atexit
+import multiprocessing.util
 import collections
 import json
 import logging
@@ -90,6 +91,9 @@ class UsageRecorder:
             self._thread = threading.Thread(target=self._run, name="usage-flusher", daemon=True)
             self._thread.start()
             atexit.register(self.stop)
+            # Worker processes made by multiprocessing (granian's) end with os._exit(), skipping
+            # atexit; multiprocessing runs its own finalizers first.
+            multiprocessing.util.Finalize(self, self.stop, exitpriority=100)
 
     def stop(self) -> None:
         """Flush everything, or journal what cannot be written, from the flusher's own connection."""
