@@ -7,6 +7,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.forms import SignupForm, TokenForm
 from accounts.models import ApiToken
+from billing import stripe_api
 
 
 def signup(request: HttpRequest) -> HttpResponse:
@@ -15,6 +16,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
+        stripe_api.start_billing(user)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("tokens")
     return TemplateResponse(request, "accounts/signup.html", {"form": form})

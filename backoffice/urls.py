@@ -7,5 +7,6 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("", include("accounts.urls")),
     path("", include("usage.urls")),
+    path("", include("billing.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,6 +1,18 @@
-from django.contrib import admin
+import json
 
-from billing.models import Customer, EndpointLimit, Plan
+import stripe
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from billing import stripe_api
+from billing.models import Customer, EndpointLimit, MeterReport, Plan, WebhookEvent
+
+
+def pretty_json(value) -> str:
+    """Cached Stripe JSON, readable and collapsed until asked for."""
+    if not value:
+        return "—"
+    return format_html('<details><summary>Show JSON</summary><pre class="json">{}</pre></details>', json.dumps(value, indent=2, sort_keys=True))
 
 
 class EndpointLimitInline(admin.TabularInline):
@@ -10,16 +22,89 @@ class EndpointLimitInline(admin.TabularInline):
 
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "per_minute", "per_hour", "per_day", "per_month", "concurrency", "metered", "is_default"]
+    list_display = ["name", "slug", "price_label", "per_minute", "per_hour", "per_day", "per_month", "concurrency", "metered", "is_default"]
     list_editable = ["per_minute", "per_hour", "per_day", "per_month", "concurrency"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [EndpointLimitInline]
 
 
+@admin.action(description="Sync from Stripe")
+def sync_from_stripe(modeladmin, request, queryset):
+    for customer in queryset:
+        try:
+            if customer.stripe_id:
+                stripe_api.sync(customer)
+            else:
+                stripe_api.ensure_stripe_customer(customer.user)
+            modeladmin.message_user(request, f"{customer.user}: synced, plan {Customer.objects.get(pk=customer.pk).plan}.")
+        except stripe.StripeError as error:
+            modeladmin.message_user(request, f"{customer.user}: Stripe failed: {error}", messages.ERROR)
+
+
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
-    list_display = ["user", "plan", "current_period_start", "current_period_end"]
+    list_display = ["user", "plan", "stripe_id", "subscription_status", "current_period_end", "synced_at"]
     list_filter = ["plan"]
-    search_fields = ["user__email"]
+    search_fields = ["user__email", "stripe_id"]
     list_select_related = ["user", "plan"]
     autocomplete_fields = ["user"]
+    actions = [sync_from_stripe]
+    readonly_fields = ["stripe_id", "synced_at", "customer_json", "subscription_json", "invoices_json", "upcoming_invoice_json"]
+    exclude = ["stripe_customer", "stripe_subscription", "stripe_invoices", "stripe_upcoming_invoice"]
+
+    @admin.display(description="Stripe customer")
+    def customer_json(self, customer):
+        return pretty_json(customer.stripe_customer)
+
+    @admin.display(description="Stripe subscription")
+    def subscription_json(self, customer):
+        return pretty_json(customer.stripe_subscription)
+
+    @admin.display(description="Invoices")
+    def invoices_json(self, customer):
+        return pretty_json(customer.stripe_invoices)
+
+    @admin.display(description="Next invoice")
+    def upcoming_invoice_json(self, customer):
+        return pretty_json(customer.stripe_upcoming_invoice)
+
+
+class ProcessedFilter(admin.SimpleListFilter):
+    title = "processing"
+    parameter_name = "processed"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Processed"), ("no", "Waiting or failed")]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(processed_at__isnull=self.value() == "no")
+        return queryset
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(admin.ModelAdmin):
+    list_display = ["id", "type", "received_at", "processed_at", "error"]
+    list_filter = [ProcessedFilter, "type"]
+    search_fields = ["id", "type"]
+    readonly_fields = ["id", "type", "received_at", "processed_at", "error", "payload_json"]
+    exclude = ["payload"]
+
+    @admin.display(description="Payload")
+    def payload_json(self, event):
+        return pretty_json(event.payload)
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(MeterReport)
+class MeterReportAdmin(admin.ModelAdmin):
+    list_display = ["customer", "hour", "words", "reported_at", "identifier"]
+    list_filter = ["reported_at"]
+    search_fields = ["customer__user__email", "identifier"]
+    list_select_related = ["customer__user"]
+    readonly_fields = ["customer", "hour", "words", "identifier", "reported_at"]
+
+    def has_add_permission(self, request):
+        return False

@@ -46,6 +46,7 @@ class Plan(models.Model):
     name = models.CharField(max_length=50, unique=True)
     slug = models.SlugField(unique=True, help_text="Sent upstream in X-Plan.")
     stripe_price_id = models.CharField(max_length=100, blank=True, help_text="The Stripe price billed for this plan.")
+    price_label = models.CharField(max_length=100, blank=True, help_text="As customers read it, e.g. “$29 a month”.")
     is_default = models.BooleanField(
         default=False, help_text="The plan of every customer without a paid subscription. Exactly one plan has it."
     )
@@ -110,12 +111,69 @@ class EndpointLimit(models.Model):
 
 
 class Customer(models.Model):
-    """A user's billing state: the plan in effect and the current billing period."""
+    """A user's billing state: the Stripe customer and subscription as Stripe returned them (JSONB),
+    and what they imply here: the plan in effect and the current billing period."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="customer")
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="customers")
     current_period_start = models.DateTimeField(null=True, blank=True)
     current_period_end = models.DateTimeField(null=True, blank=True)
+    stripe_id = models.CharField("Stripe customer id", max_length=100, blank=True)
+    stripe_customer = models.JSONField(null=True, blank=True)
+    stripe_subscription = models.JSONField(null=True, blank=True, help_text="The newest subscription.")
+    stripe_invoices = models.JSONField(default=list, blank=True, help_text="Recent invoices, newest first.")
+    stripe_upcoming_invoice = models.JSONField(null=True, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["stripe_id"], condition=~models.Q(stripe_id=""), name="one_customer_per_stripe_id")
+        ]
 
     def __str__(self) -> str:
         return f"{self.user} ({self.plan})"
+
+    @property
+    def subscription_status(self) -> str | None:
+        return (self.stripe_subscription or {}).get("status")
+
+    @property
+    def is_paying(self) -> bool:
+        return self.subscription_status in PAYING_STATUSES
+
+
+PAYING_STATUSES = ("active", "trialing")
+
+
+class WebhookEvent(models.Model):
+    """A Stripe event as delivered, kept by id: processed once however often it arrives."""
+
+    id = models.CharField(max_length=100, primary_key=True)
+    type = models.CharField(max_length=100, db_index=True)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id}"
+
+
+class MeterReport(models.Model):
+    """Words of one customer in one hour, as reported to Stripe (pay-as-you-go)."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="meter_reports")
+    hour = models.DateTimeField()
+    words = models.PositiveBigIntegerField()
+    identifier = models.CharField(max_length=200, unique=True, help_text="Stripe deduplicates meter events on it.")
+    reported_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-hour"]
+        constraints = [models.UniqueConstraint(fields=["customer", "hour"], name="one_report_per_customer_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.customer.user} {self.hour:%Y-%m-%d %H:00} {self.words} words"

@@ -7,6 +7,13 @@ PLANS = [
     ("Pro", "pro", False, False, 600, 20_000, 200_000, 3_000_000, 20, []),
     ("Pay-as-you-go", "payg", False, True, 120, 5_000, 50_000, None, 10, []),
 ]
+# Stripe prices and what customers read; staff set the real price ids in admin.
+PRICES = {
+    "free": ("", "Free"),
+    "starter": ("price_starter_monthly", "$29 a month"),
+    "pro": ("price_pro_monthly", "$199 a month"),
+    "payg": ("price_payg_words", "$0.50 per 1,000 words"),
+}
 
 
 def seed_plans(Plan, EndpointLimit) -> None:
@@ -17,6 +24,7 @@ def seed_plans(Plan, EndpointLimit) -> None:
             defaults=dict(
                 name=name, is_default=default, metered=metered, per_minute=minute, per_hour=hour, per_day=day,
                 per_month=month, concurrency=concurrency, position=position,
+                stripe_price_id=PRICES[slug][0], price_label=PRICES[slug][1],
             ),
         )
         if created:

@@ -73,6 +73,7 @@ class UsageRecorder:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._finalizer: multiprocessing.util.Finalize | None = None
         self._lock = threading.Lock()  # one flush at a time
         self._backoff = 0.0
 
@@ -93,11 +94,14 @@ class UsageRecorder:
             atexit.register(self.stop)
             # Worker processes made by multiprocessing (granian's) end with os._exit(), skipping
             # atexit; multiprocessing runs its own finalizers first.
-            multiprocessing.util.Finalize(self, self.stop, exitpriority=100)
+            self._finalizer = multiprocessing.util.Finalize(self, self.stop, exitpriority=100)
 
     def stop(self) -> None:
         """Flush everything, or journal what cannot be written, from the flusher's own connection."""
         atexit.unregister(self.stop)
+        if self._finalizer is not None:
+            self._finalizer.cancel()
+            self._finalizer = None
         if self._thread is None:
             self._flush_or_journal()
             return

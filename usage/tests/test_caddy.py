@@ -25,7 +25,7 @@ def get(url: str, **headers: str) -> tuple[int, Message, bytes]:
 
 
 @pytest.fixture
-def proxy(tmp_path, transactional_db):
+def proxy(tmp_path, transactional_db, usage_store):
     """Caddy on a free port: every request is first asked of the backoffice's /forward-auth."""
     proxy_port, auth_port, upstream_port = free_port(), free_port(), free_port()
     caddyfile = f"""

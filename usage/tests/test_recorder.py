@@ -23,13 +23,6 @@ def totals(model=HourlyUsage, **filters) -> dict:
 
 
 @pytest.fixture
-def usage_store(db):
-    yield
-    with connection.cursor() as cursor:  # unmanaged tables: not flushed between transactional tests
-        cursor.execute("TRUNCATE api_calls, api_calls_hourly, api_calls_daily")
-
-
-@pytest.fixture
 def recorder(tmp_path, usage_store) -> UsageRecorder:
     return UsageRecorder(journal_dir=tmp_path / "journal", batch_size=100)
 

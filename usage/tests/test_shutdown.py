@@ -2,26 +2,20 @@
 
 import urllib.request
 
-from django.db import connection
-
 from accounts.models import ApiToken
 from billing.models import Customer, Plan
 from tests.servers import backoffice, free_port
 from usage.models import ApiCall
 
 
-def test_sigterm_flushes_the_usage_buffer(transactional_db, customer):
+def test_sigterm_flushes_the_usage_buffer(transactional_db, usage_store, customer):
     Customer.objects.create(user=customer, plan=Plan.objects.create(name="Open", slug="open"))
     secret = ApiToken.issue(customer, "t")[1]
     port = free_port()
-    try:
-        with backoffice(port, USAGE_FLUSH_SECONDS="600"):  # no timed flush: only the shutdown can write them
-            for _ in range(25):
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/forward-auth", headers={"Authorization": f"Bearer {secret}"})
-                assert urllib.request.urlopen(request).status == 200
-            assert ApiCall.objects.filter(account_id=customer.pk).count() == 0
-        # leaving the block sent SIGTERM and waited for the server to exit
-        assert ApiCall.objects.filter(account_id=customer.pk).count() == 25
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("TRUNCATE api_calls, api_calls_hourly, api_calls_daily")
+    with backoffice(port, USAGE_FLUSH_SECONDS="600"):  # no timed flush: only the shutdown can write them
+        for _ in range(25):
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/forward-auth", headers={"Authorization": f"Bearer {secret}"})
+            assert urllib.request.urlopen(request).status == 200
+        assert ApiCall.objects.filter(account_id=customer.pk).count() == 0
+    # leaving the block sent SIGTERM and waited for the server to exit
+    assert ApiCall.objects.filter(account_id=customer.pk).count() == 25

@@ -1,0 +1,15 @@
+from django.core.management.base import BaseCommand
+from django.utils import timezone
+
+from billing import stripe_api
+
+
+class Command(BaseCommand):
+    help = (
+        "Report pay-as-you-go customers' words per finished hour to Stripe as meter events (run hourly). "
+        "Safe to run twice or after a crash: identifiers are deterministic and recorded before sending."
+    )
+
+    def handle(self, *args, **options):
+        sent = stripe_api.report_words(timezone.now())
+        self.stdout.write(f"Sent {sent} meter events.")

@@ -1,0 +1,128 @@
+import logging
+
+import stripe
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from billing import stripe_api
+from billing.models import Plan
+
+log = logging.getLogger(__name__)
+
+
+@login_required
+def billing_page(request: HttpRequest) -> HttpResponse:
+    customer = stripe_api.customer_of(request.user)
+    if session_id := request.GET.get("session_id"):  # back from Checkout
+        try:
+            stripe_api.complete_checkout(customer, session_id)
+            messages.success(request, f"Welcome to {customer.plan}! Your new limits apply now.")
+        except stripe.StripeError:
+            messages.info(request, "Your payment is being confirmed; the new plan applies in a moment.")
+        return redirect("billing")
+    context = {
+        "customer": customer,
+        "plans": Plan.objects.exclude(stripe_price_id="").prefetch_related("endpoint_limits"),
+        "billing_enabled": stripe_api.enabled(),
+    }
+    return TemplateResponse(request, "billing/billing.html", context)
+
+
+@login_required
+@require_POST
+def choose_plan(request: HttpRequest, slug: str) -> HttpResponse:
+    """A paid plan: Checkout for a first subscription, else a confirmation of the switch."""
+    plan = get_object_or_404(Plan.objects.exclude(stripe_price_id=""), slug=slug)
+    customer = _billable(request)
+    if customer is None:
+        return redirect("billing")
+    if customer.is_paying:
+        return redirect("confirm_plan", slug=plan.slug)
+    billing_url = request.build_absolute_uri(reverse("billing"))
+    try:
+        url = stripe_api.checkout_url(customer, plan, f"{billing_url}?session_id={{CHECKOUT_SESSION_ID}}", billing_url)
+    except stripe.StripeError:
+        return _stripe_unavailable(request)
+    return _leave_for(request, url)
+
+
+@login_required
+def confirm_plan(request: HttpRequest, slug: str) -> HttpResponse:
+    """Switching between paid plans in the app: confirm, then the subscription changes, prorated."""
+    plan = get_object_or_404(Plan.objects.exclude(stripe_price_id=""), slug=slug)
+    customer = _billable(request)
+    if customer is None or not customer.is_paying:
+        return redirect("billing")
+    if request.method == "POST":
+        try:
+            stripe_api.switch_plan(customer, plan)
+        except stripe.StripeError:
+            return _stripe_unavailable(request)
+        messages.success(request, f"You are now on {plan}. The difference is prorated on your next invoice.")
+        return redirect("billing")
+    return TemplateResponse(request, "billing/confirm.html", {"customer": customer, "plan": plan})
+
+
+@login_required
+@require_POST
+def portal(request: HttpRequest) -> HttpResponse:
+    customer = _billable(request)
+    if customer is None:
+        return redirect("billing")
+    try:
+        url = stripe_api.portal_url(customer, request.build_absolute_uri(reverse("billing")))
+    except stripe.StripeError:
+        return _stripe_unavailable(request)
+    return _leave_for(request, url)
+
+
+@csrf_exempt
+@require_POST
+def stripe_webhook(request: HttpRequest) -> HttpResponse:
+    """Verified on the raw body (stale timestamps refused), stored by id, processed once."""
+    try:
+        event = stripe.Webhook.construct_event(
+            request.body, request.headers.get("Stripe-Signature", ""), settings.STRIPE_WEBHOOK_SECRET, tolerance=300
+        )
+    except (ValueError, UnicodeDecodeError):
+        return JsonResponse({"error": "The body is not a Stripe event."}, status=400)
+    except stripe.SignatureVerificationError:
+        return JsonResponse({"error": "Bad or stale signature."}, status=400)
+    stored = stripe_api.receive(event)
+    if stored is not None:
+        stripe_api.process(stored.id)
+    return JsonResponse({"received": event.id})
+
+
+def _billable(request: HttpRequest):
+    """The user's customer with its Stripe customer (created now if sign-up could not); None if Stripe is out of reach."""
+    if not stripe_api.enabled():
+        messages.error(request, "Billing is not configured on this server.")
+        return None
+    try:
+        return stripe_api.ensure_stripe_customer(request.user)
+    except stripe.StripeError:
+        _stripe_unavailable(request)
+        return None
+
+
+def _stripe_unavailable(request: HttpRequest) -> HttpResponse:
+    log.exception("Stripe call failed")
+    messages.error(request, "Our payment provider cannot be reached right now. Nothing was changed; please try again.")
+    return redirect("billing")
+
+
+def _leave_for(request: HttpRequest, url: str) -> HttpResponse:
+    """Redirect to Stripe; htmx is told to leave the app rather than swap Stripe's page in."""
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = url
+        return response
+    return redirect(url)
