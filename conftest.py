@@ -2,6 +2,7 @@
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
 
 from accounts.models import User
 from usage import forward_auth
@@ -21,6 +22,19 @@ def stop_background_threads(django_db_setup, django_db_blocker):
 @pytest.fixture(autouse=True)
 def clear_cache():
     cache.clear()  # login throttling counts live here
+
+
+@pytest.fixture
+def usage_store(db):
+    """Empty usage tables before and after: they are unmanaged, so transactional tests' flushes skip them."""
+
+    def empty():
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE api_calls, api_calls_hourly, api_calls_daily")
+
+    empty()
+    yield
+    empty()
 
 
 @pytest.fixture

@@ -83,16 +83,15 @@ def ensure_stripe_customer(user) -> Customer:
 
 def sync(customer: Customer) -> Customer:
     """Re-read the customer, its newest subscription and its invoices from Stripe; derive the plan."""
-    remote = stripe.Customer.retrieve(customer.stripe_id)
+    remote = stripe.Customer.retrieve(customer.stripe_id).to_dict()
+    customer.stripe_customer = remote
     if remote.get("deleted"):
-        customer.stripe_customer = remote.to_dict()
-        customer.stripe_subscription = None
-        customer.stripe_upcoming_invoice = None
+        customer.stripe_subscription = customer.stripe_upcoming_invoice = None
     else:
-        subscriptions = stripe.Subscription.list(customer=customer.stripe_id, status="all", limit=10).data
-        newest = max(subscriptions, key=lambda s: (s.get("status") in PAYING_STATUSES, s.get("created", 0)), default=None)
-        customer.stripe_customer = remote.to_dict()
-        customer.stripe_subscription = newest.to_dict() if newest else None
+        subscriptions = [s.to_dict() for s in stripe.Subscription.list(customer=customer.stripe_id, status="all", limit=10).data]
+        customer.stripe_subscription = max(
+            subscriptions, key=lambda s: (s.get("status") in PAYING_STATUSES, s.get("created", 0)), default=None
+        )
         invoices = stripe.Invoice.list(customer=customer.stripe_id, limit=INVOICES_KEPT).data
         customer.stripe_invoices = [invoice.to_dict() for invoice in invoices]
         customer.stripe_upcoming_invoice = upcoming_invoice(customer)
@@ -143,6 +142,17 @@ def moment(timestamp: int | None) -> datetime | None:
 
 
 # Webhooks.
+
+
+def is_event(event) -> bool:
+    """Signed JSON of the shape of an event (a signed `{}` is valid JSON, not an event)."""
+    payload = event.to_dict() if isinstance(event, stripe.StripeObject) else None
+    return (
+        isinstance(payload, dict)
+        and isinstance(payload.get("id"), str)
+        and isinstance(payload.get("type"), str)
+        and isinstance((payload.get("data") or {}).get("object"), dict)
+    )
 
 
 def receive(event: stripe.Event) -> WebhookEvent | None:
@@ -201,7 +211,7 @@ def checkout_url(customer: Customer, plan: Plan, success_url: str, cancel_url: s
 
 def complete_checkout(customer: Customer, session_id: str) -> None:
     """Back from Checkout: sync at once rather than wait for the webhook."""
-    session = stripe.checkout.Session.retrieve(session_id)
+    session = stripe.checkout.Session.retrieve(session_id).to_dict()
     if customer_id_of(session) == customer.stripe_id:
         sync(customer)
 

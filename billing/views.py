@@ -91,10 +91,12 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         event = stripe.Webhook.construct_event(
             request.body, request.headers.get("Stripe-Signature", ""), settings.STRIPE_WEBHOOK_SECRET, tolerance=300
         )
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, AttributeError, TypeError):  # stripe-python chokes on some JSON shapes
         return JsonResponse({"error": "The body is not a Stripe event."}, status=400)
     except stripe.SignatureVerificationError:
         return JsonResponse({"error": "Bad or stale signature."}, status=400)
+    if not stripe_api.is_event(event):
+        return JsonResponse({"error": "The body is not a Stripe event (id, type, data.object)."}, status=400)
     stored = stripe_api.receive(event)
     if stored is not None:
         stripe_api.process(stored.id)

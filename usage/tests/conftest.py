@@ -1,6 +1,5 @@
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from accounts.models import ApiToken
 from billing.models import Customer, EndpointLimit, Plan
@@ -20,19 +19,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-@pytest.fixture
-def usage_store(db):
-    """Empty usage tables before and after: they are unmanaged, so transactional tests' flushes skip them."""
-
-    def empty():
-        with connection.cursor() as cursor:
-            cursor.execute("TRUNCATE api_calls, api_calls_hourly, api_calls_daily")
-
-    empty()
-    yield
-    empty()
 
 
 @pytest.fixture(params=["memory", "redis"])

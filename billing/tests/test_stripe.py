@@ -1,0 +1,274 @@
+"""Billing against a real Stripe fake over HTTP (localstripe, plus billing/tests/fake_stripe.py)."""
+
+import hashlib
+import hmac
+import json
+import time
+import urllib.request
+from datetime import timedelta
+
+import pytest
+import stripe
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import ApiToken, User
+from billing import stripe_api
+from billing.models import Customer, MeterReport, Plan, WebhookEvent
+from billing.tests.conftest import WEBHOOK_SECRET
+from conftest import PASSWORD
+from usage.forward_auth import ForwardAuth
+from usage.limiter import MemoryCounters
+from usage.recorder import UsageRecorder
+
+WEBHOOK = "/stripe/webhook"
+
+
+def sign_up(client, email="new@example.com"):
+    response = client.post(reverse("signup"), {"email": email, "password1": PASSWORD, "password2": PASSWORD})
+    assert response.status_code == 302
+    return User.objects.get(email=email)
+
+
+def signed(event: dict, timestamp: int | None = None, secret: str = WEBHOOK_SECRET) -> dict:
+    body = json.dumps(event)
+    timestamp = timestamp or int(time.time())
+    signature = hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
+    return {"data": body, "content_type": "application/json", "HTTP_STRIPE_SIGNATURE": f"t={timestamp},v1={signature}"}
+
+
+def event(event_id: str, type_: str, obj: dict) -> dict:
+    return {"id": event_id, "object": "event", "type": type_, "created": int(time.time()), "data": {"object": obj}}
+
+
+def subscribe(customer: Customer, price: str) -> dict:
+    """A card and a subscription added in Stripe (as Checkout would)."""
+    card = stripe.Token.create(card={"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"})
+    stripe.Customer.create_source(customer.stripe_id, source=card.id)
+    return stripe.Subscription.create(customer=customer.stripe_id, items=[{"plan": price}]).to_dict()
+
+
+# Customers.
+
+
+def test_sign_up_creates_the_stripe_customer_and_caches_its_json(client, db, stripe_server):
+    user = sign_up(client)
+    customer = user.customer
+    assert customer.stripe_id.startswith("cus_")
+    assert customer.stripe_customer["email"] == "new@example.com"
+    assert customer.stripe_customer["metadata"] == {"user_id": str(user.pk)}
+    assert customer.plan == Plan.objects.default()
+    assert stripe.Customer.retrieve(customer.stripe_id).email == "new@example.com"
+
+
+def test_sign_up_succeeds_while_stripe_is_down_and_reconciliation_creates_one_customer(client, db, stripe_down, request):
+    user = sign_up(client)
+    assert user.customer.stripe_id == "" and user.customer.plan == Plan.objects.default()
+    request.getfixturevalue("stripe_server")  # Stripe is back
+    stripe_api.reconcile()
+    stripe_api.reconcile()
+    customer = Customer.objects.get(user=user)
+    assert customer.stripe_id
+    emails = [c.email for c in stripe.Customer.list(limit=100).auto_paging_iter()]
+    assert emails.count(user.email) == 1
+
+
+# Webhooks: signature, storage, idempotence, ordering.
+
+
+def test_a_subscription_event_applies_the_paid_plan(client, stripe_server, customer):
+    stripe_customer = stripe_api.ensure_stripe_customer(customer)
+    subscription = subscribe(stripe_customer, "price_starter_monthly")
+    response = client.post(WEBHOOK, **signed(event("evt_1", "customer.subscription.created", subscription)))
+    assert response.status_code == 200
+    stripe_customer.refresh_from_db()
+    assert stripe_customer.plan.slug == "starter"
+    assert stripe_customer.stripe_subscription["id"] == subscription["id"]
+    assert stripe_customer.current_period_end > timezone.now()
+    assert stripe_customer.stripe_invoices and stripe_customer.stripe_invoices[0]["customer"] == stripe_customer.stripe_id
+    assert WebhookEvent.objects.get(id="evt_1").processed_at is not None
+
+
+def test_an_event_delivered_twice_is_processed_once(client, stripe_server, customer):
+    stripe_customer = stripe_api.ensure_stripe_customer(customer)
+    payload = event("evt_twice", "customer.updated", {"object": "customer", "id": stripe_customer.stripe_id})
+    assert client.post(WEBHOOK, **signed(payload)).status_code == 200
+    first_sync = Customer.objects.get(pk=stripe_customer.pk).synced_at
+    assert client.post(WEBHOOK, **signed(payload)).status_code == 200
+    assert Customer.objects.get(pk=stripe_customer.pk).synced_at == first_sync
+    assert WebhookEvent.objects.filter(id="evt_twice").count() == 1
+
+
+def test_events_out_of_order_leave_the_current_state(client, stripe_server, customer):
+    stripe_customer = stripe_api.ensure_stripe_customer(customer)
+    subscription = subscribe(stripe_customer, "price_pro_monthly")
+    created = event("evt_a", "customer.subscription.created", subscription)
+    stripe.Subscription.cancel(subscription["id"])
+    deleted = event("evt_b", "customer.subscription.deleted", {**subscription, "status": "canceled"})
+    client.post(WEBHOOK, **signed(deleted))
+    client.post(WEBHOOK, **signed(created))  # late: it must not bring Pro back
+    stripe_customer.refresh_from_db()
+    assert stripe_customer.subscription_status == "canceled"
+    assert stripe_customer.plan == Plan.objects.default()
+
+
+@pytest.mark.parametrize(
+    "kwargs, status",
+    [
+        ({"secret": "whsec_forged"}, 400),
+        ({"timestamp": int(time.time()) - 3600}, 400),  # a replayed old event
+    ],
+)
+def test_forged_or_stale_signatures_are_refused(client, stripe_server, customer, kwargs, status):
+    payload = event("evt_bad", "customer.updated", {"object": "customer", "id": "cus_x"})
+    assert client.post(WEBHOOK, **signed(payload, **kwargs)).status_code == status
+    assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.parametrize("body", ["not json", "", "{}", "[1, 2]"])
+def test_malformed_bodies_get_400(client, db, stripe_server, body):
+    timestamp = int(time.time())
+    signature = hmac.new(WEBHOOK_SECRET.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
+    response = client.post(WEBHOOK, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=f"t={timestamp},v1={signature}")
+    assert response.status_code == 400
+
+
+def test_a_missing_signature_gets_400(client, db, stripe_server):
+    assert client.post(WEBHOOK, "{}", content_type="application/json").status_code == 400
+
+
+def test_unknown_event_types_are_acknowledged_and_ignored(client, db, stripe_server):
+    response = client.post(WEBHOOK, **signed(event("evt_other", "payout.created", {"object": "payout"})))
+    assert response.status_code == 200 and not WebhookEvent.objects.exists()
+
+
+def test_an_event_that_cannot_be_processed_waits_for_reconciliation(client, stripe_server, customer, settings):
+    stripe_customer = stripe_api.ensure_stripe_customer(customer)
+    subscription = subscribe(stripe_customer, "price_starter_monthly")
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # Stripe unreachable while the event arrives
+    stripe_api.configure()
+    stripe.max_network_retries = 0
+    assert client.post(WEBHOOK, **signed(event("evt_later", "customer.subscription.created", subscription))).status_code == 200
+    stored = WebhookEvent.objects.get(id="evt_later")
+    assert stored.processed_at is None and stored.error
+    settings.STRIPE_API_BASE = stripe_server.url
+    stripe_api.configure()
+    stripe_api.reconcile()
+    assert WebhookEvent.objects.get(id="evt_later").processed_at is not None
+    assert Customer.objects.get(pk=stripe_customer.pk).plan.slug == "starter"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_localstripe_delivers_signed_webhooks_to_the_live_endpoint(live_server, stripe_server, localstripe, customer):
+    register = urllib.request.Request(
+        f"{localstripe}/_config/webhooks/backoffice", method="POST",
+        data=f"url={live_server.url}{WEBHOOK}&secret={WEBHOOK_SECRET}".encode(),
+    )
+    urllib.request.urlopen(register)
+    stripe_customer = stripe_api.ensure_stripe_customer(customer)
+    subscribe(stripe_customer, "price_pro_monthly")  # localstripe sends customer.subscription.created about 1 s later
+    deadline = time.monotonic() + 15
+    while Customer.objects.get(pk=stripe_customer.pk).plan.slug != "pro":
+        assert time.monotonic() < deadline, list(WebhookEvent.objects.values_list("type", "error"))
+        time.sleep(0.2)
+    assert WebhookEvent.objects.filter(type="customer.subscription.created", processed_at__isnull=False).exists()
+
+
+# A plan change reaches the forward-auth limits.
+
+
+def test_a_downgrade_reaches_the_forward_auth_limits(client, stripe_server, customer):
+    stripe_customer = stripe_api.ensure_stripe_customer(customer)
+    subscription = subscribe(stripe_customer, "price_starter_monthly")
+    stripe_api.sync(stripe_customer)
+    secret = ApiToken.issue(customer, "t")[1]
+    auth = ForwardAuth(MemoryCounters(), fail_open=False, refresh_seconds=0, lease_ttl=30, recorder=UsageRecorder())
+    auth.refresh()
+    assert dict(auth.answer({"HTTP_AUTHORIZATION": f"Bearer {secret}"}).headers)["X-Plan"] == "starter"
+
+    stripe.Subscription.cancel(subscription["id"])
+    client.post(WEBHOOK, **signed(event("evt_down", "customer.subscription.deleted", subscription)))
+    auth.refresh()
+    answers = [auth.answer({"HTTP_AUTHORIZATION": f"Bearer {secret}", "HTTP_X_FORWARDED_URI": "/v1/en/x"}) for _ in range(3)]
+    assert dict(answers[0].headers)["X-Plan"] == "free"
+    assert answers[2].status == 429 and json.loads(answers[2].body)["window"] == "concurrency"  # Free: 2 in flight
+
+
+# Plan changes in the app.
+
+
+def test_the_first_paid_plan_goes_through_checkout_and_applies_on_return(customer_client, stripe_server, customer):
+    response = customer_client.post(reverse("choose_plan", args=["starter"]))
+    assert response.status_code == 302 and response["Location"].startswith(f"{stripe_server.url}/pay/cs_test_")
+    session = stripe_server.complete_checkout(response["Location"].rsplit("/", 1)[1])
+    back = customer_client.get(session["success_url"].replace("http://testserver", ""))
+    assert back.status_code == 302
+    assert Customer.objects.get(user=customer).plan.slug == "starter"
+    html = customer_client.get(reverse("billing")).content.decode()
+    assert "Your plan: Starter" in html and "Welcome to Starter" in html
+
+
+def test_switching_between_paid_plans_is_confirmed_then_prorated(customer_client, stripe_server, customer):
+    stripe_customer = stripe_api.ensure_stripe_customer(customer)
+    subscribe(stripe_customer, "price_starter_monthly")
+    stripe_api.sync(stripe_customer)
+    response = customer_client.post(reverse("choose_plan", args=["pro"]))
+    assert response["Location"] == reverse("confirm_plan", args=["pro"])
+    assert "Switch to Pro now" in customer_client.get(response["Location"]).content.decode()
+    assert Customer.objects.get(user=customer).plan.slug == "starter"  # nothing changes before confirming
+    customer_client.post(reverse("confirm_plan", args=["pro"]))
+    stripe_customer.refresh_from_db()
+    assert stripe_customer.plan.slug == "pro"
+    assert stripe.Subscription.retrieve(stripe_customer.stripe_subscription["id"])["items"]["data"][0]["plan"]["id"] == "price_pro_monthly"
+
+
+def test_the_portal_is_a_redirect_to_stripe(customer_client, stripe_server, customer):
+    response = customer_client.post(reverse("billing_portal"))
+    assert response.status_code == 302 and response["Location"].startswith(f"{stripe_server.url}/portal/cus_")
+
+
+def test_an_htmx_request_to_leave_for_stripe_gets_hx_redirect(customer_client, stripe_server):
+    response = customer_client.post(reverse("billing_portal"), HTTP_HX_REQUEST="true")
+    assert response["HX-Redirect"].startswith(f"{stripe_server.url}/portal/")
+
+
+def test_stripe_down_during_a_plan_change_is_said_and_changes_nothing(customer_client, stripe_down, customer):
+    response = customer_client.post(reverse("choose_plan", args=["starter"]), follow=True)
+    assert "cannot be reached" in response.content.decode()
+    assert Customer.objects.get(user=customer).plan == Plan.objects.default()
+
+
+def test_the_billing_page_shows_the_cached_invoices(customer_client, stripe_server, customer):
+    stripe_customer = stripe_api.ensure_stripe_customer(customer)
+    subscribe(stripe_customer, "price_pro_monthly")
+    stripe_api.sync(stripe_customer)
+    html = customer_client.get(reverse("billing")).content.decode()
+    assert "199.00 USD" in html and "Invoices" in html and "Your plan: Pro" in html
+
+
+# Metered usage.
+
+
+def test_a_metered_report_run_twice_bills_each_hour_once(stripe_server, customer, tmp_path, usage_store):
+    stripe_customer = stripe_api.ensure_stripe_customer(customer)
+    subscribe(stripe_customer, "price_payg_words")
+    stripe_api.sync(stripe_customer)
+    assert stripe_customer.plan.metered
+    now = timezone.now()
+    recorder = UsageRecorder(journal_dir=tmp_path)
+    from usage.models import Quantity
+
+    for i, hours_ago in enumerate([3, 3, 2, 0]):  # the current hour is not finished: not reported yet
+        recorder.record(((now - timedelta(hours=hours_ago)).timestamp(), customer.pk, None, "/v1/en/generation", "POST", 200, f"m{i}"))
+        Quantity.objects.create(request_id=f"m{i}", words=100 + i, characters=1)
+    assert recorder.flush()
+
+    assert stripe_api.report_words(now) == 2
+    assert stripe_api.report_words(now) == 0
+    assert sorted(int(e["value"]) for e in stripe_server.meter_events.values()) == [102, 201]
+    assert {e["customer"] for e in stripe_server.meter_events.values()} == {stripe_customer.stripe_id}
+    assert MeterReport.objects.filter(reported_at__isnull=False).count() == 2
+
+    MeterReport.objects.update(reported_at=None)  # a crash after sending, before recording: re-sent, not re-billed
+    assert stripe_api.report_words(now) == 2
+    assert len(stripe_server.meter_events) == 2 and stripe_server.meter_event_posts == 4
