@@ -29,6 +29,7 @@ class FakeStripe:
         self.checkout_sessions: dict[str, dict] = {}
         self.meter_events: dict[str, dict] = {}  # by identifier: Stripe keeps one per identifier
         self.meter_event_posts = 0
+        self.portal_return_url = ""
         self._ids = itertools.count(1)
 
     def complete_checkout(self, session_id: str) -> dict:
@@ -79,10 +80,16 @@ class FakeStripe:
                     }
                     fake.checkout_sessions[session_id] = session
                     return self._json(200, session)
+                if method == "GET" and path.startswith("/pay/"):  # the hosted Checkout page: the customer pays
+                    session = fake.complete_checkout(path.rsplit("/", 1)[1])
+                    return self._redirect(session["success_url"])
+                if method == "GET" and path.startswith("/portal/"):  # the hosted Portal: back to the app
+                    return self._redirect(fake.portal_return_url)
                 if method == "GET" and path.startswith("/v1/checkout/sessions/"):
                     session = fake.checkout_sessions.get(path.rsplit("/", 1)[1])
                     return self._json(200, session) if session else self._json(404, {"error": {"message": "No such session"}})
                 if method == "POST" and path == "/v1/billing_portal/sessions":
+                    fake.portal_return_url = form["return_url"]
                     return self._json(200, {"id": "bps_test", "object": "billing_portal.session",
                                             "customer": form["customer"], "url": f"{fake.url}/portal/{form['customer']}"})
                 if method == "POST" and path == "/v1/billing/meter_events":
@@ -111,6 +118,12 @@ class FakeStripe:
                 except urllib.error.HTTPError as error:
                     status, payload = error.code, error.read()
                 self._raw(status, payload)
+
+            def _redirect(self, url: str):
+                self.send_response(303)
+                self.send_header("Location", url)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def _json(self, status: int, data: dict):
                 self._raw(status, json.dumps(data).encode())

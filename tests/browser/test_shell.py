@@ -109,19 +109,24 @@ def test_calls_made_with_a_new_token_show_up_on_the_usage_page(page, live_server
     expect(page.get_by_role("heading", name="Last 7 days")).to_be_visible()
 
 
-def call_api(base_url: str, secret: str, uri: str) -> None:
+def call_api(base_url: str, secret: str, uri: str, plan: str | None = None) -> dict:
     """One API call as Traefik would check it, then the upstream's release of its concurrency lease.
 
-    A new token reaches the forward-auth snapshot within FORWARD_AUTH_REFRESH_SECONDS: retry 401 meanwhile.
+    Token and plan changes reach the forward-auth snapshot within FORWARD_AUTH_REFRESH_SECONDS:
+    retry meanwhile (a 401 for a new token, the old plan for a changed one). Returns the identity headers.
     """
     request = urllib.request.Request(f"{base_url}/forward-auth", headers={"Authorization": f"Bearer {secret}", "X-Forwarded-Uri": uri})
     for _ in range(50):
         try:
             with urllib.request.urlopen(request) as response:
-                lease = response.headers["X-Lease-Id"]
-                break
+                headers = dict(response.headers)
+            release = urllib.request.Request(
+                f"{base_url}/forward-auth/release", method="POST", headers={"X-Lease-Id": headers["X-Lease-Id"]}
+            )
+            assert urllib.request.urlopen(release).status == 204
+            if plan is None or headers["X-Plan"] == plan:
+                return headers
         except urllib.error.HTTPError as error:
             assert error.code == 401, error.code
-            time.sleep(0.1)
-    release = urllib.request.Request(f"{base_url}/forward-auth/release", method="POST", headers={"X-Lease-Id": lease})
-    assert urllib.request.urlopen(release).status == 204
+        time.sleep(0.1)
+    raise AssertionError(f"no answer with the expected token and plan {plan} within 5 s")
