@@ -7,6 +7,9 @@ from django.db import connection
 from accounts.models import User
 from usage import forward_auth
 
+# localstripe and the fake Stripe in front of it, for the billing and browser tests.
+pytest_plugins = ["billing.tests.stripe_fixtures"]
+
 PASSWORD = "correct horse battery staple"
 
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 from accounts.models import ApiToken, User
 from billing import stripe_api
 from billing.models import Customer, MeterReport, Plan, WebhookEvent
-from billing.tests.conftest import WEBHOOK_SECRET
+from billing.tests.stripe_fixtures import WEBHOOK_SECRET
 from conftest import PASSWORD
 from usage.forward_auth import ForwardAuth
 from usage.limiter import MemoryCounters

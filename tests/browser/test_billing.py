@@ -4,8 +4,6 @@ from playwright.sync_api import expect
 
 from tests.browser.test_shell import call_api, sign_up
 
-pytest_plugins = ["billing.tests.conftest"]  # localstripe and the fake in front of it
-
 
 def test_upgrade_through_checkout_then_the_next_call_has_the_new_plan(page, live_server, stripe_server):
     sign_up(page)

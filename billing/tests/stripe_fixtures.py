@@ -1,3 +1,5 @@
+"""Fixtures: Stripe as the tests see it (registered by the root conftest)."""
+
 import sys
 import urllib.request
 
