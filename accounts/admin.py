@@ -2,9 +2,14 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.urls import reverse
 from django.utils import timezone
+from django.core.mail import send_mail
 from django.utils.html import format_html
 
-from accounts.models import ApiToken, User
+from accounts.models import ApiToken, SupportMessage, User
+from billing.admin import pretty_json, sync_customers
+from billing.models import Customer
+from usage.charts import UsageReport
+from usage.queries import RANGES
 
 
 class ActiveFilter(admin.SimpleListFilter):
@@ -40,6 +45,36 @@ class ApiTokenInline(admin.TabularInline):
         return False  # a secret can only be shown to its owner, on the Tokens page
 
 
+class CustomerInline(admin.StackedInline):
+    """Billing at a glance; setting the plan here overrides it until the next Stripe sync."""
+
+    model = Customer
+    can_delete = False
+    fields = ["plan", "stripe_id", "subscription_status", "current_period_end", "synced_at", "subscription_json"]
+    readonly_fields = ["stripe_id", "subscription_status", "current_period_end", "synced_at", "subscription_json"]
+
+    @admin.display(description="Stripe subscription")
+    def subscription_json(self, customer):
+        return pretty_json(customer.stripe_subscription)
+
+
+class SupportMessageInline(admin.TabularInline):
+    model = SupportMessage
+    fields = ["subject", "status", "created"]
+    readonly_fields = ["subject", "status", "created"]
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.action(description="Sync from Stripe")
+def sync_users(modeladmin, request, queryset):
+    sync_customers(modeladmin, request, Customer.objects.filter(user__in=queryset))
+
+
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
     ordering = ["-date_joined"]
@@ -55,11 +90,44 @@ class UserAdmin(BaseUserAdmin):
     ]
     readonly_fields = ["usage"]
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
-    inlines = [ApiTokenInline]
+    inlines = [CustomerInline, ApiTokenInline, SupportMessageInline]
+    actions = [sync_users]
 
-    @admin.display(description="Usage")
+    @admin.display(description="Usage (30 days)")
     def usage(self, user):
-        return format_html('<a href="{}">Charts and table of this customer\'s calls</a>', reverse("customer_usage", args=[user.pk]))
+        chart = UsageReport(RANGES["30d"], timezone.now(), user.pk).charts()[0]
+        return format_html(
+            '<div style="max-width: 720px">{}</div><p>{} calls. <a href="{}">Charts, table and CSV of this customer\'s calls</a></p>',
+            chart.svg(), f"{chart.total:,}", reverse("customer_usage", args=[user.pk]),
+        )
+
+
+@admin.action(description="Close")
+def close_messages(modeladmin, request, queryset):
+    queryset.update(status=SupportMessage.Status.CLOSED)
+
+
+@admin.register(SupportMessage)
+class SupportMessageAdmin(admin.ModelAdmin):
+    list_display = ["subject", "user", "status", "created", "answered_at"]
+    list_filter = ["status", "created"]
+    search_fields = ["subject", "message", "user__email"]
+    list_select_related = ["user"]
+    fields = ["user", "subject", "message", "created", "answer", "status", "answered_at"]
+    readonly_fields = ["user", "subject", "message", "created", "answered_at"]
+    actions = [close_messages]
+
+    def has_add_permission(self, request):
+        return False
+
+    def save_model(self, request, message, form, change):
+        """A new answer is e-mailed to the customer and shown on their Support page."""
+        if "answer" in form.changed_data and message.answer.strip():
+            message.answered_at = timezone.now()
+            if message.status == SupportMessage.Status.OPEN:
+                message.status = SupportMessage.Status.ANSWERED
+            send_mail(f"Re: {message.subject}", message.answer, None, [message.user.email])
+        super().save_model(request, message, form, change)
 
 
 @admin.register(ApiToken)

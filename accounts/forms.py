@@ -3,7 +3,7 @@ from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
 from django.core.cache import cache
 
-from accounts.models import ApiToken, User
+from accounts.models import ApiToken, SupportMessage, User
 
 
 class SignupForm(BaseUserCreationForm):
@@ -58,3 +58,10 @@ class TokenForm(forms.ModelForm):
         model = ApiToken
         fields = ["name"]
         help_texts = {"name": "What the token is for, e.g. “production server”."}
+
+
+class SupportForm(forms.ModelForm):
+    class Meta:
+        model = SupportMessage
+        fields = ["subject", "message"]
+        widgets = {"message": forms.Textarea(attrs={"rows": 6})}

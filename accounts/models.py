@@ -149,3 +149,26 @@ class ApiToken(models.Model):
         secret = f"{self.prefix}_{secrets.token_urlsafe(SECRET_BYTES)}"
         self.digest = token_digest(secret).hex()
         return secret
+
+
+class SupportMessage(models.Model):
+    """A customer's message to support, and staff's answer."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        ANSWERED = "answered", "Answered"
+        CLOSED = "closed", "Closed"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="support_messages")
+    subject = models.CharField(max_length=150)
+    message = models.TextField(max_length=5000)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN, db_index=True)
+    answer = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    answered_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return self.subject

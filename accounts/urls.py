@@ -21,6 +21,7 @@ urlpatterns = [
     path("password-reset/sent/", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
     path("password-reset/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(), name="password_reset_confirm"),
     path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
+    path("support/", views.support, name="support"),
     path("tokens/", views.tokens, name="tokens"),
     path("tokens/<int:token_id>/rotate/", views.rotate_token, name="rotate_token"),
     path("tokens/<int:token_id>/revoke/", views.revoke_token, name="revoke_token"),

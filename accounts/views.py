@@ -1,12 +1,15 @@
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.core.mail import send_mail
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_POST
 
-from accounts.forms import SignupForm, TokenForm
-from accounts.models import ApiToken
+from accounts.forms import SignupForm, SupportForm, TokenForm
+from accounts.models import ApiToken, SupportMessage, User
 from billing import stripe_api
 
 
@@ -50,6 +53,32 @@ def revoke_token(request: HttpRequest, token_id: int) -> HttpResponse:
     if not request.htmx:
         return redirect("tokens")
     return _tokens_page(request, TokenForm())
+
+
+@login_required
+def support(request: HttpRequest) -> HttpResponse:
+    form = SupportForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        message = form.save(commit=False)
+        message.user = request.user
+        message.save()
+        notify_staff(message)
+        messages.success(request, "Message sent. We answer within one working day, here and by e-mail.")
+        return redirect("support")
+    context = {"form": form, "support_messages": request.user.support_messages.all()}
+    return TemplateResponse(request, "accounts/support.html", context)
+
+
+def notify_staff(message: SupportMessage) -> None:
+    recipients = [settings.SUPPORT_EMAIL] if settings.SUPPORT_EMAIL else list(
+        User.objects.filter(is_staff=True, is_active=True).values_list("email", flat=True)
+    )
+    send_mail(
+        f"[Support] {message.subject}",
+        f"From {message.user.email}:\n\n{message.message}\n\nAnswer in the admin: /admin/accounts/supportmessage/{message.pk}/change/",
+        None,
+        recipients,
+    )
 
 
 def _get_token(request: HttpRequest, token_id: int) -> ApiToken:

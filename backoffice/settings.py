@@ -205,6 +205,7 @@ EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "NLP API <noreply@localhost>")
+SUPPORT_EMAIL = env("SUPPORT_EMAIL", "")  # where support messages go; empty: every active staff user
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

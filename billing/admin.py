@@ -29,7 +29,7 @@ class PlanAdmin(admin.ModelAdmin):
 
 
 @admin.action(description="Sync from Stripe")
-def sync_from_stripe(modeladmin, request, queryset):
+def sync_customers(modeladmin, request, queryset):
     for customer in queryset:
         try:
             if customer.stripe_id:
@@ -48,7 +48,7 @@ class CustomerAdmin(admin.ModelAdmin):
     search_fields = ["user__email", "stripe_id"]
     list_select_related = ["user", "plan"]
     autocomplete_fields = ["user"]
-    actions = [sync_from_stripe]
+    actions = [sync_customers]
     readonly_fields = ["stripe_id", "synced_at", "customer_json", "subscription_json", "invoices_json", "upcoming_invoice_json"]
     exclude = ["stripe_customer", "stripe_subscription", "stripe_invoices", "stripe_upcoming_invoice"]
 

@@ -47,3 +47,15 @@ def test_customers_cannot_reach_the_admin(customer_client):
 def test_a_customers_admin_page_links_to_their_usage(staff_client, customer):
     html = staff_client.get(reverse("admin:accounts_user_change", args=[customer.pk])).content.decode()
     assert reverse("customer_usage", args=[customer.pk]) in html
+
+
+def test_a_customers_admin_page_gathers_tokens_plan_usage_and_support(staff_client, customer):
+    from accounts.models import SupportMessage
+    from billing.models import Customer, Plan
+
+    ApiToken.issue(customer, "laptop")
+    Customer.objects.create(user=customer, plan=Plan.objects.get(slug="pro"))
+    SupportMessage.objects.create(user=customer, subject="About limits", message="?")
+    html = staff_client.get(reverse("admin:accounts_user_change", args=[customer.pk])).content.decode()
+    assert "laptop" in html and "About limits" in html and "Usage (30 days)" in html
+    assert 'selected>Pro</option>' in html  # the plan, editable here

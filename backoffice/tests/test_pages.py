@@ -6,7 +6,7 @@ from django.urls import reverse
 from conftest import HISTORY_RESTORE, HTMX
 
 ANONYMOUS_PAGES = ["login", "signup", "password_reset", "password_reset_done", "password_reset_complete"]
-CUSTOMER_PAGES = ["dashboard", "tokens", "usage", "billing", "account", "password_change", "password_change_done"]
+CUSTOMER_PAGES = ["dashboard", "tokens", "usage", "billing", "support", "account", "password_change", "password_change_done"]
 
 
 PAGES = [(name, False) for name in ANONYMOUS_PAGES] + [(name, True) for name in CUSTOMER_PAGES]
