@@ -5,6 +5,8 @@ from django.core.cache import cache
 from django.db import connection
 
 from accounts.models import User
+from billing.models import EndpointLimit, Plan
+from billing.plans import seed_plans
 from usage import forward_auth
 
 # localstripe and the fake Stripe in front of it, for the billing and browser tests.
@@ -20,6 +22,16 @@ def stop_background_threads(django_db_setup, django_db_blocker):
     yield
     with django_db_blocker.unblock():
         forward_auth.stop_service()
+
+
+@pytest.fixture(autouse=True)
+def seeded_plans(request):
+    """A transactional test's flush empties every table, the plans the migration seeded
+    included: the tests after it get them back, as every database has them."""
+    marker = request.node.get_closest_marker("django_db")
+    if (marker and marker.kwargs.get("transaction")) or {"transactional_db", "live_server"} & set(request.fixturenames):
+        request.getfixturevalue("transactional_db")
+        seed_plans(Plan, EndpointLimit)
 
 
 @pytest.fixture(autouse=True)

@@ -5,8 +5,6 @@ import shutil
 import pytest
 from playwright.sync_api import sync_playwright
 
-from billing.models import EndpointLimit, Plan
-from billing.plans import seed_plans
 from usage import forward_auth
 
 CHROMIUM = "/usr/bin/chromium"
@@ -31,7 +29,6 @@ def browser():
 @pytest.fixture
 def page(browser, live_server, transactional_db):
     context = browser.new_context(base_url=live_server.url)
-    seed_plans(Plan, EndpointLimit)  # a transactional test's flush removed the migration's plans
     page = context.new_page()
     page.on("dialog", lambda dialog: dialog.accept())  # hx-confirm
     yield page

@@ -1,8 +1,12 @@
 """A customer upgrades in the browser (Checkout and the Portal are redirects to Stripe) and the next API call gets the new limits."""
 
+import pytest
 from playwright.sync_api import expect
 
 from tests.browser.test_shell import call_api, sign_up
+
+# Transactional (a live server or a server process): pytest-django runs these after the others.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_upgrade_through_checkout_then_the_next_call_has_the_new_plan(page, live_server, stripe_server):

@@ -23,6 +23,9 @@ from conftest import PASSWORD
 from tests.browser.test_shell import sign_up
 from tests.servers import caddy, free_port, running
 
+# Transactional (a live server or a server process): pytest-django runs these after the others.
+pytestmark = pytest.mark.django_db(transaction=True)
+
 SERVICE_TOKEN = "svc-journey"
 SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR", django_settings.BASE_DIR / "test-artifacts" / "screenshots"))
 

@@ -1,5 +1,6 @@
 """The htmx shell in a real browser: URL and content stay consistent through navigation."""
 
+import pytest
 import time
 import urllib.error
 import urllib.request
@@ -8,6 +9,9 @@ from playwright.sync_api import expect
 
 from accounts.models import ApiToken, User
 from conftest import PASSWORD
+
+# Transactional (a live server or a server process): pytest-django runs these after the others.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def sign_up(page, email="ada@example.com"):

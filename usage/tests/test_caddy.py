@@ -11,6 +11,9 @@ from accounts.models import ApiToken
 from billing.models import Customer, Plan
 from tests.servers import backoffice, caddy, echo_upstream, free_port
 
+# Transactional (a live server or a server process): pytest-django runs these after the others.
+pytestmark = pytest.mark.django_db(transaction=True)
+
 IDENTITY = "X-User-Id X-Plan X-Token-Id X-Request-Id X-Lease-Id"
 
 

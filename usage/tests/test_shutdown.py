@@ -1,11 +1,15 @@
 """A clean shutdown of the deployed server (granian, SIGTERM) writes every buffered event."""
 
+import pytest
 import urllib.request
 
 from accounts.models import ApiToken
 from billing.models import Customer, Plan
 from tests.servers import backoffice, free_port
 from usage.models import ApiCall
+
+# Transactional (a live server or a server process): pytest-django runs these after the others.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_sigterm_flushes_the_usage_buffer(transactional_db, usage_store, customer):
