@@ -74,22 +74,18 @@ QUOTA_USE_SQL = """
     WHERE account_id = %(account)s AND bucket >= least(%(period)s, %(day)s)
 """
 
-TOP_ACCOUNTS_SQL = """
-    SELECT account_id, sum(requests)::bigint AS requests, sum(errors)::bigint AS errors, sum(words)::bigint AS words, sum(characters)::bigint AS characters
-    FROM {relation}
-    WHERE bucket >= %(start)s AND bucket < %(end)s
-    GROUP BY account_id
-    ORDER BY requests DESC, account_id
-    LIMIT 10
-"""
 
-ENDPOINTS_SQL = """
-    SELECT endpoint, sum(requests)::bigint AS requests, sum(errors)::bigint AS errors, sum(words)::bigint AS words, sum(characters)::bigint AS characters
-    FROM {relation}
-    WHERE bucket >= %(start)s AND bucket < %(end)s
-    GROUP BY endpoint
-    ORDER BY requests DESC, endpoint
-"""
+def totals_sql(relation: str, by: str, limit: int | None = None) -> str:
+    """Calls, refusals, words and characters per account or endpoint over a window, busiest first."""
+    return f"""
+        SELECT {by}, sum(requests)::bigint AS requests, sum(errors)::bigint AS errors,
+               sum(words)::bigint AS words, sum(characters)::bigint AS characters
+        FROM {relation}
+        WHERE bucket >= %(start)s AND bucket < %(end)s
+        GROUP BY {by}
+        ORDER BY requests DESC, {by}
+        {f"LIMIT {limit}" if limit else ""}
+    """
 
 
 def fetch(sql: str, params: dict) -> list[dict]:

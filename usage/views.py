@@ -20,7 +20,7 @@ from billing.models import Plan, billing_period
 from usage.charts import UsageReport
 from usage.forward_auth import Answer, problem, service
 from usage.models import Quantity
-from usage.queries import DEFAULT_RANGE, ENDPOINTS_SQL, QUOTA_USE_SQL, RANGES, TOP_ACCOUNTS_SQL, fetch
+from usage.queries import DEFAULT_RANGE, QUOTA_USE_SQL, RANGES, fetch, totals_sql
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -122,13 +122,13 @@ def usage_overview(request: HttpRequest) -> HttpResponse:
         return _bad_range(request)
     report = UsageReport(range_, timezone.now())
     window = {"start": report.buckets[0], "end": range_.bucket_end(report.buckets[-1])}
-    top = fetch(TOP_ACCOUNTS_SQL.format(relation=range_.relation), window)
+    top = fetch(totals_sql(range_.relation, "account_id", limit=10), window)
     emails = dict(User.objects.filter(pk__in=[row["account_id"] for row in top]).values_list("pk", "email"))
     context = {
         "report": report,
         "ranges": RANGES.values(),
         "top": [{**row, "email": emails.get(row["account_id"], f"#{row['account_id']}")} for row in top],
-        "endpoints": fetch(ENDPOINTS_SQL.format(relation=range_.relation), window),
+        "endpoints": fetch(totals_sql(range_.relation, "endpoint"), window),
     }
     return TemplateResponse(request, "usage/overview.html", context)
 

@@ -12,7 +12,7 @@ import pytest
 
 from usage import store
 from usage.models import Quantity
-from usage.queries import ENDPOINTS_SQL, QUOTA_USE_SQL, RANGES, TOP_ACCOUNTS_SQL, fetch, series_sql
+from usage.queries import QUOTA_USE_SQL, RANGES, fetch, series_sql, totals_sql
 from usage.recorder import MERGE_QUANTITIES, UsageRecorder
 
 RUNNER = Path(__file__).parent / "timescaledb" / "run.mjs"
@@ -48,8 +48,8 @@ def queries() -> dict[str, tuple[str, dict]]:
         for account in (1, 2):
             checks[f"series-{key}-{account}"] = (series_sql(range_), {**window, "account": account})
         checks[f"all-{key}"] = (series_sql(range_, per_account=False), window)
-        checks[f"top-{key}"] = (TOP_ACCOUNTS_SQL.format(relation=range_.relation), window)
-        checks[f"endpoints-{key}"] = (ENDPOINTS_SQL.format(relation=range_.relation), window)
+        checks[f"top-{key}"] = (totals_sql(range_.relation, "account_id", limit=10), window)
+        checks[f"endpoints-{key}"] = (totals_sql(range_.relation, "endpoint"), window)
     checks["quota"] = (QUOTA_USE_SQL, {
         "account": 1, "period": datetime(2027, 1, 1, tzinfo=UTC), "day": NOW - timedelta(days=1), "hour": NOW - timedelta(hours=1),
     })
