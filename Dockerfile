@@ -1,0 +1,10 @@
+# The backoffice as deployed in deploy/traefik/stack.yml (image nlp-backoffice).
+# docker build -t nlp-backoffice .   Configure with the environment (README, Configuration).
+FROM python:3.11-slim
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY . .
+RUN DEBUG=0 SECRET_KEY=build-only DATABASE_URL=postgres://build/none python manage.py collectstatic --noinput -v0
+EXPOSE 8000
+CMD ["sh", "-c", "python manage.py migrate --noinput && granian --interface wsgi --host 0.0.0.0 --port 8000 --workers 2 backoffice.wsgi:application"]
