@@ -82,7 +82,19 @@ def ensure_stripe_customer(user) -> Customer:
 
 
 def sync(customer: Customer) -> Customer:
-    """Re-read the customer, its newest subscription and its invoices from Stripe; derive the plan."""
+    """Re-read the customer, its newest subscription and its invoices from Stripe; derive the plan.
+
+    Under a row lock: two syncs of one customer (a webhook and reconciliation)
+    run one after the other, so the later read is the one saved.
+    """
+    with transaction.atomic():
+        locked = Customer.objects.select_for_update().get(pk=customer.pk)
+        _sync(locked)
+    customer.refresh_from_db()
+    return customer
+
+
+def _sync(customer: Customer) -> None:
     remote = stripe.Customer.retrieve(customer.stripe_id).to_dict()
     customer.stripe_customer = remote
     if remote.get("deleted"):
@@ -98,7 +110,6 @@ def sync(customer: Customer) -> Customer:
     apply_subscription(customer)
     customer.synced_at = timezone.now()
     customer.save()
-    return customer
 
 
 def upcoming_invoice(customer: Customer) -> dict | None:

@@ -87,6 +87,8 @@ def portal(request: HttpRequest) -> HttpResponse:
 @require_POST
 def stripe_webhook(request: HttpRequest) -> HttpResponse:
     """Verified on the raw body (stale timestamps refused), stored by id, processed once."""
+    if not settings.STRIPE_WEBHOOK_SECRET:  # an empty key would accept anyone's signature
+        return JsonResponse({"error": "Stripe webhooks are not configured here."}, status=503)
     try:
         event = stripe.Webhook.construct_event(
             request.body, request.headers.get("Stripe-Signature", ""), settings.STRIPE_WEBHOOK_SECRET, tolerance=300

@@ -2,8 +2,9 @@
 
 Token -> account -> plan are resolved from an in-process snapshot of the
 database, reloaded by a background thread within FORWARD_AUTH_REFRESH_SECONDS
-of any change (a PostgreSQL trigger bumps the `forward_auth_version` sequence
-on every write to tokens, users, plans, endpoint limits and customers). So a
+of any change (PostgreSQL triggers bump the one-row `forward_auth_version`
+table in the same transaction as every write to tokens, users, plans, endpoint
+limits and customers). So a
 warm decision makes no database query: it parses the token, checks its keyed
 hash, takes every applicable window from the counters (usage/limiter.py) and
 hands the call to the usage recorder.
@@ -18,6 +19,7 @@ import itertools
 import json
 import logging
 import math
+import posixpath
 import re
 import secrets
 import threading
@@ -25,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
+from urllib.parse import unquote
 from datetime import UTC, datetime
 
 import redis
@@ -127,7 +130,7 @@ class Snapshot:
 
 def current_version() -> int:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT last_value FROM forward_auth_version")
+        cursor.execute("SELECT version FROM forward_auth_version")
         return cursor.fetchone()[0]
 
 
@@ -148,6 +151,17 @@ def load_snapshot() -> Snapshot:
         identity = (("X-User-Id", str(user_id)), ("X-Plan", plan.slug), ("X-Token-Id", str(token_id)))
         credentials[prefix] = Credential(bytes.fromhex(digest), token_id, user_id, plan, period, identity)
     return Snapshot(version, credentials)
+
+
+def normal_path(uri: str) -> str:
+    """The path as the upstream will route it: no query, percent-decoded, no `//`, `.` or `..`.
+
+    Endpoint limits match on this, so `/v1/en/summariz%61tion` counts as `/v1/en/summarization`.
+    """
+    path = uri.partition("?")[0]
+    if "%" in path or "//" in path or "/." in path:  # the common case costs nothing
+        path = "/" + posixpath.normpath(unquote(path, errors="replace")).lstrip("/")
+    return path[:MAX_ENDPOINT_LENGTH]
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -258,7 +272,7 @@ class ForwardAuth:
             return UNKNOWN_TOKEN
 
         now = self.clock()
-        endpoint = environ.get("HTTP_X_FORWARDED_URI", "/").partition("?")[0][:MAX_ENDPOINT_LENGTH]
+        endpoint = normal_path(environ.get("HTTP_X_FORWARDED_URI", "/"))
         plan = credential.plan
         windows = plan.windows_for(endpoint)
         period = self._period(credential, now)

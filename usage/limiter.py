@@ -193,4 +193,4 @@ def new_lease_id(account: int) -> str:
 
 def lease_account(lease: str) -> int | None:
     account, _, _ = lease.partition(".")
-    return int(account) if account.isdigit() else None
+    return int(account) if account.isascii() and account.isdigit() else None

@@ -17,14 +17,16 @@ at most one flush interval of calls.
 """
 
 import atexit
-import multiprocessing.util
 import collections
 import json
 import logging
+import multiprocessing.util
 import os
 import threading
 import time
 from pathlib import Path
+
+import psycopg
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -125,7 +127,12 @@ class UsageRecorder:
             connection.close()
 
     def _flush_or_journal(self) -> None:
-        if not self.flush():
+        try:
+            flushed = self.flush()
+        except Exception:
+            log.exception("Usage flush failed unexpectedly at stop")
+            flushed = False
+        if not flushed:
             self._spill(self.pending)
 
     def flush(self) -> bool:
@@ -140,7 +147,7 @@ class UsageRecorder:
                     self._failed = []
                 with connection.cursor() as cursor:
                     cursor.execute(MERGE_QUANTITIES)
-            except DatabaseError:
+            except (DatabaseError, psycopg.Error):  # COPY's errors come unwrapped by Django
                 self._backoff = min(MAX_BACKOFF, max(1.0, self._backoff * 2))
                 log.warning("Usage flush failed; %d events pending, retrying in %.0f s", self.pending, self._backoff)
                 connection.close()
@@ -181,27 +188,35 @@ class UsageRecorder:
     # The journal: files of JSON lines, one event a line.
 
     def _spill(self, count: int) -> None:
-        """Move the oldest `count` pending events to a new journal file."""
-        events = self._failed[:count]
-        self._failed = self._failed[count:]
-        events += self._take(count - len(events))
+        """Move the oldest `count` pending events to a new journal file (kept in memory if it cannot be written)."""
+        from_failed = self._failed[:count]
+        events = from_failed + self._take(count - len(from_failed))
         if not events:
             return
-        self.journal_dir.mkdir(parents=True, exist_ok=True)
         path = self.journal_dir / f"{time.time():.6f}-{os.getpid()}.jsonl"
         partial = path.with_suffix(".partial")
-        with partial.open("w") as journal:
-            journal.writelines(json.dumps(event) + "\n" for event in events)
-            journal.flush()
-            os.fsync(journal.fileno())
-        partial.rename(path)  # a journal file is whole or absent
+        try:
+            self.journal_dir.mkdir(parents=True, exist_ok=True)
+            with partial.open("w") as journal:
+                journal.writelines(json.dumps(event) + "\n" for event in events)
+                journal.flush()
+                os.fsync(journal.fileno())
+            partial.rename(path)  # a journal file is whole or absent
+        except OSError:
+            log.exception("Usage: cannot journal %d events; they stay in memory", len(events))
+            self._failed = events + self._failed[len(from_failed):]
+            return
+        self._failed = self._failed[len(from_failed):]
         log.warning("Usage: %d events journaled to %s", len(events), path)
 
     def _replay_journal(self) -> None:
         if not self.journal_dir.is_dir():
             return
         for path in sorted(self.journal_dir.glob("*.jsonl")):
-            events = [tuple(json.loads(line)) for line in path.open()]
+            try:
+                events = [tuple(json.loads(line)) for line in path.open()]
+            except FileNotFoundError:
+                continue  # another process replayed it meanwhile
             for start in range(0, len(events), self.batch_size):
                 self._write(events[start : start + self.batch_size])
             path.unlink(missing_ok=True)  # another process may have replayed it too: ids dedupe

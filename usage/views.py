@@ -67,11 +67,12 @@ def report_quantities(request: HttpRequest) -> HttpResponse:
     errors = [error for index, item in enumerate(items) for error in quantity_errors(index, item)]
     if errors:
         return _response(problem(400, "Invalid quantities", f"{len(errors)} problem(s); nothing was stored.", errors=errors))
+    latest = {item["request_id"]: item for item in items}  # one row per call: the last report in the batch wins
     Quantity.objects.bulk_create(
-        [Quantity(request_id=item["request_id"], words=item["words"], characters=item["characters"]) for item in items],
+        [Quantity(request_id=item["request_id"], words=item["words"], characters=item["characters"]) for item in latest.values()],
         update_conflicts=True, unique_fields=["request_id"], update_fields=["words", "characters"],
     )
-    return JsonResponse({"stored": len(items)})
+    return JsonResponse({"stored": len(latest)})
 
 
 def quantity_errors(index: int, item) -> list[dict]:

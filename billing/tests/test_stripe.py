@@ -272,3 +272,9 @@ def test_a_metered_report_run_twice_bills_each_hour_once(stripe_server, customer
     MeterReport.objects.update(reported_at=None)  # a crash after sending, before recording: re-sent, not re-billed
     assert stripe_api.report_words(now) == 2
     assert len(stripe_server.meter_events) == 2 and stripe_server.meter_event_posts == 4
+
+
+def test_webhooks_are_refused_while_no_signing_secret_is_configured(client, db, stripe_server, settings):
+    settings.STRIPE_WEBHOOK_SECRET = ""
+    response = client.post(WEBHOOK, **signed(event("evt_x", "customer.updated", {"object": "customer", "id": "c"}), secret=""))
+    assert response.status_code == 503 and not WebhookEvent.objects.exists()

@@ -203,3 +203,10 @@ def test_a_user_without_a_customer_record_gets_the_default_plan(auth, customer):
     secret = ApiToken.issue(customer, "t")[1]
     auth.refresh()
     assert dict(call(auth, secret).headers)["X-Plan"] == "free"
+
+
+@pytest.mark.parametrize("uri", ["/v1/en/summariz%61tion", "/v1//en/summarization", "/v1/x/../en/./summarization?a=1"])
+def test_endpoint_limits_see_the_path_the_upstream_will_route(auth, secret, recorder, uri):
+    auth.refresh()
+    assert [call(auth, secret, uri=uri).status for _ in range(3)] == [200, 200, 429]
+    assert {event[3] for event in recorder.drain()} == {"/v1/en/summarization"}

@@ -136,3 +136,9 @@ def test_when_postgresql_is_down_at_start_the_setting_decides(fail_open, status)
     result = subprocess.run([sys.executable, "-c", script], env=env, cwd=settings.BASE_DIR, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(status)
+
+
+@pytest.mark.parametrize("lease", ["\xb2.x", "", ".", "x" * 500, "12.", "-1.abc"])
+def test_releasing_a_malformed_lease_is_a_404_not_a_crash(client, django_service, lease):
+    response = client.post("/forward-auth/release", HTTP_X_LEASE_ID=lease)
+    assert response.status_code == 404 and json.loads(response.content)["status"] == 404

@@ -67,3 +67,9 @@ def test_invalid_items_are_reported_one_by_one_and_nothing_is_stored(client, db)
 
 def test_get_is_not_allowed(client, db):
     assert client.get(URL).status_code == 405
+
+
+def test_a_request_id_twice_in_one_batch_keeps_the_last(client, db):
+    response = post(client, [{"request_id": "a", "words": 1, "characters": 1}, {"request_id": "a", "words": 2, "characters": 3}])
+    assert response.status_code == 200 and response.json() == {"stored": 1}
+    assert list(Quantity.objects.values_list("words", "characters")) == [(2, 3)]

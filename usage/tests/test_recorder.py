@@ -120,3 +120,14 @@ def wait_for(condition, seconds: float = 10.0):
             return result
         time.sleep(0.05)
     return False
+
+
+def test_events_that_cannot_be_journaled_stay_in_memory(tmp_path, usage_store):
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")  # the journal directory cannot be created here
+    recorder = UsageRecorder(journal_dir=blocked / "journal", batch_size=10)
+    for i in range(25):
+        recorder.record(event(i))
+    recorder._spill(20)
+    assert recorder.pending == 25
+    assert recorder.flush() and ApiCall.objects.count() == 25
