@@ -233,7 +233,7 @@ def portal_url(customer: Customer, return_url: str) -> str:
 
 
 def switch_plan(customer: Customer, plan: Plan) -> None:
-    """Move a paying customer to another paid plan now, prorated."""
+    """Move a paying customer to another paid plan now, prorated (then sync to see it here)."""
     subscription = customer.stripe_subscription
     item = subscription["items"]["data"][0]
     stripe.Subscription.modify(
@@ -241,7 +241,6 @@ def switch_plan(customer: Customer, plan: Plan) -> None:
         items=[{"id": item["id"], "price": plan.stripe_price_id}],
         proration_behavior="create_prorations",
     )
-    sync(customer)
 
 
 # Reconciliation.

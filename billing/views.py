@@ -43,6 +43,10 @@ def choose_plan(request: HttpRequest, slug: str) -> HttpResponse:
     customer = _billable(request)
     if customer is None:
         return redirect("billing")
+    try:
+        stripe_api.sync(customer)  # a subscription started in another tab is a switch, not a second subscription
+    except stripe.StripeError:
+        return _stripe_unavailable(request)
     if customer.is_paying:
         return redirect("confirm_plan", slug=plan.slug)
     billing_url = request.build_absolute_uri(reverse("billing"))
@@ -65,7 +69,11 @@ def confirm_plan(request: HttpRequest, slug: str) -> HttpResponse:
             stripe_api.switch_plan(customer, plan)
         except stripe.StripeError:
             return _stripe_unavailable(request)
-        messages.success(request, f"You are now on {plan}. The difference is prorated on your next invoice.")
+        try:
+            stripe_api.sync(customer)
+            messages.success(request, f"You are now on {plan}. The difference is prorated on your next invoice.")
+        except stripe.StripeError:  # switched at Stripe; the webhook or reconciliation brings it here
+            messages.info(request, f"Switched to {plan}; your new limits apply within a few minutes.")
         return redirect("billing")
     return TemplateResponse(request, "billing/confirm.html", {"customer": customer, "plan": plan})
 
