@@ -124,6 +124,9 @@ class Customer(models.Model):
     stripe_invoices = models.JSONField(default=list, blank=True, help_text="Recent invoices, newest first.")
     stripe_upcoming_invoice = models.JSONField(null=True, blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)
+    metered_since = models.DateTimeField(
+        null=True, blank=True, help_text="Since when the plan in effect is metered: words before are not billed."
+    )
 
     class Meta:
         constraints = [

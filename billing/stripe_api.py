@@ -126,12 +126,16 @@ def apply_subscription(customer: Customer) -> None:
     subscription = customer.stripe_subscription
     plan = Plan.objects.filter(stripe_price_id=price_of(subscription), stripe_price_id__gt="").first() if subscription else None
     if subscription and subscription.get("status") in PAYING_STATUSES and plan:
-        customer.plan = plan
         customer.current_period_start = moment(period_of(subscription, "start"))
         customer.current_period_end = moment(period_of(subscription, "end"))
     else:  # past_due, unpaid, canceled, incomplete or none
-        customer.plan = Plan.objects.default()
+        plan = Plan.objects.default()
         customer.current_period_start = customer.current_period_end = None
+    if not plan.metered:
+        customer.metered_since = None
+    elif customer.metered_since is None or customer.plan_id != plan.pk:
+        customer.metered_since = timezone.now()  # words used on an earlier plan are not billed per word
+    customer.plan = plan
 
 
 def price_of(subscription: dict) -> str | None:
@@ -292,6 +296,7 @@ def report_words(now: datetime) -> int:
         JOIN billing_customer c ON c.user_id = h.account_id
         JOIN billing_plan p ON p.id = c.plan_id
         WHERE p.metered AND c.stripe_id <> '' AND h.bucket < %(finished)s AND h.bucket >= %(since)s
+          AND h.bucket >= date_trunc('hour', c.metered_since)
         GROUP BY h.account_id, h.bucket
         HAVING sum(h.words) > 0
         """,

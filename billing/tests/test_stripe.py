@@ -264,6 +264,7 @@ def test_a_metered_report_run_twice_bills_each_hour_once(stripe_server, customer
     stripe_api.sync(stripe_customer)
     assert stripe_customer.plan.metered
     now = timezone.now()
+    Customer.objects.filter(pk=stripe_customer.pk).update(metered_since=now - timedelta(hours=3, minutes=30))
     recorder = UsageRecorder(journal_dir=tmp_path)
     from usage.models import Quantity
 
@@ -287,3 +288,17 @@ def test_webhooks_are_refused_while_no_signing_secret_is_configured(client, db, 
     settings.STRIPE_WEBHOOK_SECRET = ""
     response = client.post(WEBHOOK, **signed(event("evt_x", "customer.updated", {"object": "customer", "id": "c"}), secret=""))
     assert response.status_code == 503 and not WebhookEvent.objects.exists()
+
+
+def test_words_from_before_the_switch_to_pay_as_you_go_are_not_billed(stripe_server, customer, tmp_path, usage_store):
+    stripe_customer = stripe_api.ensure_stripe_customer(customer)
+    now = timezone.now()
+    recorder = UsageRecorder(journal_dir=tmp_path)
+    from usage.models import Quantity
+
+    recorder.record(((now - timedelta(hours=5)).timestamp(), customer.pk, None, "/v1/en/generation", "POST", 200, "before"))
+    Quantity.objects.create(request_id="before", words=500, characters=1)
+    assert recorder.flush()
+    subscribe(stripe_customer, "price_payg_words")  # the switch: metered from now on
+    stripe_api.sync(stripe_customer)
+    assert stripe_api.report_words(now + timedelta(hours=2)) == 0
