@@ -77,7 +77,7 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("Set the SECRET_KEY environment variable.")
     SECRET_KEY = get_random_secret_key()
-# API tokens are stored as HMAC-SHA256 under this key. Keep it separate from
+# API tokens are stored as a keyed BLAKE2b MAC under this key. Keep it separate from
 # SECRET_KEY so rotating the latter does not invalidate every customer's token.
 TOKEN_HASH_KEY = env("TOKEN_HASH_KEY", SECRET_KEY)
 
