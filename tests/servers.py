@@ -1,4 +1,4 @@
-"""Real servers for end-to-end tests: the backoffice under granian, Caddy, a tiny upstream."""
+"""Real servers for end-to-end tests (the backoffice under granian, Caddy, a tiny upstream) and waiting on them."""
 
 import json
 import os
@@ -19,6 +19,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_for(condition, seconds: float):
+    """The first truthy result of `condition` within `seconds`, polled every 50 ms; else False."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.05)
+    return False
 
 
 def wait_for_port(port: int, process: subprocess.Popen | None = None, seconds: float = 30) -> None:

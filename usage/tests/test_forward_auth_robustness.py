@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 from django.conf import settings
@@ -12,6 +11,7 @@ from django.test import Client
 
 from accounts.models import ApiToken
 from billing.models import Customer, Plan
+from tests.servers import wait_for
 from usage import forward_auth
 from usage.forward_auth import ForwardAuth
 from usage.limiter import MemoryCounters, RedisCounters
@@ -88,24 +88,15 @@ def test_revocation_and_plan_changes_reach_a_running_process_within_five_seconds
         assert dict(call(service, secret).headers)["X-Plan"] == "flex"
 
         Plan.objects.filter(pk=plan.pk).update(slug="flex-2027")
-        assert wait_for(lambda: dict(call(service, secret).headers).get("X-Plan") == "flex-2027")
+        assert wait_for(lambda: dict(call(service, secret).headers).get("X-Plan") == "flex-2027", seconds=5)
 
         new_secret = ApiToken.issue(customer, "new")[1]
-        assert wait_for(lambda: call(service, new_secret).status == 200)
+        assert wait_for(lambda: call(service, new_secret).status == 200, seconds=5)
 
         ApiToken.objects.filter(pk=token.pk).update(revoked_at="2027-01-01T00:00Z")  # a bulk update, as in admin
-        assert wait_for(lambda: call(service, secret).status == 401)
+        assert wait_for(lambda: call(service, secret).status == 401, seconds=5)
     finally:
         service.stop()
-
-
-def wait_for(condition, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.mark.parametrize("fail_open, status", [(False, 503), (True, 200)])

@@ -1,12 +1,12 @@
 """Lossless ingest: every recorded event lands once, through retries, outages and restarts."""
 
-import time
 
 import psycopg
 import pytest
 from django.db import connection
 
 from accounts.models import ApiToken
+from tests.servers import wait_for
 from usage.models import ApiCall, DailyUsage, HourlyUsage, Quantity
 from usage.recorder import UsageRecorder
 
@@ -86,7 +86,7 @@ def test_n_events_through_an_outage_and_a_restart_give_exactly_n(tmp_path, usage
     first.start()
     for i in range(2000):
         first.record(event(i))
-    assert wait_for(lambda: first.pending == 0 and ApiCall.objects.count() == 2000)
+    assert wait_for(lambda: first.pending == 0 and ApiCall.objects.count() == 2000, seconds=10)
 
     my_pid = connection.cursor().connection.info.backend_pid
     admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
@@ -94,7 +94,7 @@ def test_n_events_through_an_outage_and_a_restart_give_exactly_n(tmp_path, usage
     try:
         for i in range(2000, 5000):
             first.record(event(i))
-        assert wait_for(lambda: list(journal.glob("*.jsonl")))  # memory is bounded: the excess went to disk
+        assert wait_for(lambda: list(journal.glob("*.jsonl")), seconds=10)  # memory is bounded: the excess went to disk
         assert first.pending <= 1000
         first.stop()  # the process ends while the database is still down: nothing may stay in memory
         assert first.pending == 0
@@ -111,15 +111,6 @@ def test_n_events_through_an_outage_and_a_restart_give_exactly_n(tmp_path, usage
     assert ApiCall.objects.count() == 6000
     expected = {"requests": 6000, "errors": 0, "words": sum(words.values()), "characters": 2 * sum(words.values())}
     assert totals() == totals(DailyUsage) == expected
-
-
-def wait_for(condition, seconds: float = 10.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.05)
-    return False
 
 
 def test_events_that_cannot_be_journaled_stay_in_memory(tmp_path, usage_store):
