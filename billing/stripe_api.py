@@ -159,22 +159,25 @@ def moment(timestamp: int | None) -> datetime | None:
 # Webhooks.
 
 
-def is_event(event) -> bool:
-    """Signed JSON of the shape of an event (a signed `{}` is valid JSON, not an event)."""
-    payload = event.to_dict() if isinstance(event, stripe.StripeObject) else None
+def is_event(payload) -> bool:
+    """Verified JSON of the shape of an event that we can store (a signed `{}` is valid JSON, not an event)."""
+    if not isinstance(payload, dict):
+        return False
+    event_id, data = payload.get("id"), payload.get("data")
     return (
-        isinstance(payload, dict)
-        and isinstance(payload.get("id"), str)
+        isinstance(event_id, str)
+        and 1 <= len(event_id) <= WebhookEvent._meta.get_field("id").max_length
         and isinstance(payload.get("type"), str)
-        and isinstance((payload.get("data") or {}).get("object"), dict)
+        and isinstance(data, dict)
+        and isinstance(data.get("object"), dict)
     )
 
 
-def receive(event: stripe.Event) -> WebhookEvent | None:
-    """Store a verified event once; None for event types we ignore."""
-    if event.type not in HANDLED_EVENTS:
+def receive(event: dict) -> WebhookEvent | None:
+    """Store a verified event (is_event) once; None for event types we ignore."""
+    if event["type"] not in HANDLED_EVENTS:
         return None
-    stored, _ = WebhookEvent.objects.get_or_create(id=event.id, defaults={"type": event.type, "payload": event.to_dict()})
+    stored, _ = WebhookEvent.objects.get_or_create(id=event["id"], defaults={"type": event["type"], "payload": event})
     return stored
 
 

@@ -1,6 +1,5 @@
 import csv
 import hmac
-import json
 import re
 from datetime import timedelta
 
@@ -15,10 +14,11 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
+from backoffice.json_bodies import Refused, parse_json, problem_response, read_body
 from billing.models import Plan, billing_period
 
 from usage.charts import UsageReport
-from usage.forward_auth import Answer, problem, service
+from usage.forward_auth import Answer, service
 from usage.models import Quantity
 from usage.queries import DEFAULT_RANGE, QUOTA_USE_SQL, RANGES, fetch, totals_sql
 
@@ -42,6 +42,7 @@ def release_lease(request: HttpRequest) -> HttpResponse:
 
 MAX_QUANTITY_ITEMS = 10_000
 MAX_QUANTITY = 1_000_000_000
+MAX_QUANTITIES_BYTES = 2 * 1024 * 1024  # the largest batch, pretty-printed, is about 1.5 MB
 
 
 @csrf_exempt
@@ -57,16 +58,16 @@ def report_quantities(request: HttpRequest) -> HttpResponse:
     token = request.headers.get("Authorization", "")
     expected = f"Bearer {settings.USAGE_SERVICE_TOKEN}"
     if not settings.USAGE_SERVICE_TOKEN or not hmac.compare_digest(token.encode(), expected.encode()):
-        return _response(problem(401, "Invalid service token", "Send the service token as `Authorization: Bearer <token>`."))
+        return problem_response(401, "Invalid service token", "Send the service token as `Authorization: Bearer <token>`.")
     try:
-        items = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
-        return _response(problem(400, "Malformed JSON", "The body must be a JSON array of quantities."))
+        items = parse_json(read_body(request, MAX_QUANTITIES_BYTES))
+    except Refused as refused:
+        return refused.response
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_QUANTITY_ITEMS:
-        return _response(problem(400, "Invalid batch", f"Send a JSON array of 1 to {MAX_QUANTITY_ITEMS} quantities."))
+        return problem_response(400, "Invalid batch", f"Send a JSON array of 1 to {MAX_QUANTITY_ITEMS} quantities.")
     errors = [error for index, item in enumerate(items) for error in quantity_errors(index, item)]
     if errors:
-        return _response(problem(400, "Invalid quantities", f"{len(errors)} problem(s); nothing was stored.", errors=errors))
+        return problem_response(400, "Invalid quantities", f"{len(errors)} problem(s); nothing was stored.", errors=errors)
     latest = {item["request_id"]: item for item in items}  # one row per call: the last report in the batch wins
     Quantity.objects.bulk_create(
         [Quantity(request_id=item["request_id"], words=item["words"], characters=item["characters"]) for item in latest.values()],

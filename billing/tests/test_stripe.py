@@ -31,7 +31,11 @@ def sign_up(client, email="new@example.com"):
 
 
 def signed(event: dict, timestamp: int | None = None, secret: str = WEBHOOK_SECRET) -> dict:
-    body = json.dumps(event)
+    return signed_body(json.dumps(event), timestamp, secret)
+
+
+def signed_body(body: str, timestamp: int | None = None, secret: str = WEBHOOK_SECRET) -> dict:
+    """The test client's arguments for a POST of `body` signed as Stripe signs webhooks."""
     timestamp = timestamp or int(time.time())
     signature = hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
     return {"data": body, "content_type": "application/json", "HTTP_STRIPE_SIGNATURE": f"t={timestamp},v1={signature}"}
@@ -125,12 +129,46 @@ def test_forged_or_stale_signatures_are_refused(client, stripe_server, customer,
     assert not WebhookEvent.objects.exists()
 
 
-@pytest.mark.parametrize("body", ["not json", "", "{}", "[1, 2]"])
+@pytest.mark.parametrize("body", ["not json", "", "{}", "[1, 2]", '{"id": "evt_x", "type": "customer.updated", "data": [1]}'])
 def test_malformed_bodies_get_400(client, db, stripe_server, body):
-    timestamp = int(time.time())
-    signature = hmac.new(WEBHOOK_SECRET.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
-    response = client.post(WEBHOOK, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=f"t={timestamp},v1={signature}")
-    assert response.status_code == 400
+    response = client.post(WEBHOOK, **signed_body(body))
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
+
+
+def deep(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+CUSTOMER = {"object": "customer", "id": "cus_x"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps(event("evt_deep", "customer.updated", CUSTOMER))[:-2] + f', "deep": {deep(100_000)}}}}}',
+        json.dumps(event("evt_deepish", "customer.updated", CUSTOMER))[:-2] + f', "deep": {deep(900)}}}}}',
+        json.dumps(event("evt_" + "x" * 146, "customer.updated", CUSTOMER)),  # ids are at most 100 characters
+        json.dumps(event("evt_nul", "customer.updated", {"object": "customer", "id": "cus_\x00"})),  # jsonb refuses \u0000
+        json.dumps(event("evt_nul_key", "customer.updated", {**CUSTOMER, "metadata": {"a\x00": "b"}})),
+        json.dumps(event("evt_surrogate", "customer.updated", {**CUSTOMER, "name": "\ud800"})),  # not UTF-8
+        json.dumps(event("evt_nan", "customer.updated", {**CUSTOMER, "balance": float("nan")})),  # not JSON for jsonb
+        json.dumps(event("evt_huge", "customer.updated", CUSTOMER))[:-2] + ', "balance": 1e999}}',
+    ],
+    ids=["deep", "nested-900-levels", "long-id", "nul", "nul-key", "surrogate", "nan", "infinity"],
+)
+def test_signed_bodies_that_cannot_be_stored_get_a_400_problem_and_store_nothing(client, db, stripe_server, body):
+    response = client.post(WEBHOOK, **signed_body(body))
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
+    assert response.json()["detail"]
+    assert not WebhookEvent.objects.exists()
+
+
+def test_a_body_over_the_size_limit_gets_413(client, db, stripe_server):
+    padded = event("evt_big", "customer.updated", {**CUSTOMER, "padding": "x" * 1_048_576})
+    response = client.post(WEBHOOK, **signed(padded))
+    assert response.status_code == 413 and response["Content-Type"] == "application/problem+json"
+    assert "1048576 bytes" in response.json()["detail"]
+    assert not WebhookEvent.objects.exists()
 
 
 def test_a_missing_signature_gets_400(client, db, stripe_server):

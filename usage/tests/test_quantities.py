@@ -5,6 +5,7 @@ import json
 import pytest
 
 from usage.models import Quantity
+from usage.views import MAX_QUANTITIES_BYTES
 
 URL = "/usage/quantities"
 
@@ -43,11 +44,25 @@ def test_without_a_configured_service_token_everyone_is_refused(client, db, sett
     assert post(client, [{"request_id": "a", "words": 1, "characters": 1}], token="").status_code == 401
 
 
-@pytest.mark.parametrize("body", ["not json", "{}", "[]", '{"request_id": "a"}', "\xff\xfe", "[" + "1," * 20000 + "1]"])
+@pytest.mark.parametrize(
+    "body", ["not json", "{}", "[]", '{"request_id": "a"}', "\xff\xfe", "[" + "1," * 20000 + "1]", "[" * 100_000 + "]" * 100_000]
+)
 def test_malformed_bodies_get_400_with_a_message(client, db, body):
     response = post(client, body, raw=True)
-    assert response.status_code == 400
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
     assert response.json()["detail"]
+
+
+def test_the_largest_valid_batch_fits_in_the_body_limit(client, db):
+    batch = [{"request_id": f"{i:064d}", "words": 1_000_000_000, "characters": 1_000_000_000} for i in range(10_000)]
+    response = post(client, json.dumps(batch, indent=2), raw=True)
+    assert response.status_code == 200 and Quantity.objects.count() == 10_000
+
+
+def test_a_body_over_the_limit_gets_413(client, db):
+    response = post(client, "[" + " " * MAX_QUANTITIES_BYTES + "]", raw=True)
+    assert response.status_code == 413 and response["Content-Type"] == "application/problem+json"
+    assert f"{MAX_QUANTITIES_BYTES} bytes" in response.json()["detail"]
 
 
 def test_invalid_items_are_reported_one_by_one_and_nothing_is_stored(client, db):
