@@ -168,8 +168,21 @@ def _usage_csv(request: HttpRequest, customer: User) -> HttpResponse:
     writer = csv.writer(response)
     writer.writerow(["bucket_start", "endpoint", "requests", "refused", "words", "characters"])
     for row in report.rows:
-        writer.writerow([row["t"].isoformat(), row["endpoint"], row["requests"], row["errors"], row["words"], row["characters"]])
+        text = [csv_text(row["t"].isoformat()), csv_text(row["endpoint"])]
+        writer.writerow([*text, row["requests"], row["errors"], row["words"], row["characters"]])
     return response
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value: str) -> str:
+    """A text cell that spreadsheets show as text: one that starts like a formula gets a leading quote.
+
+    Endpoints come from clients' paths; `=HYPERLINK(...)` would otherwise run when
+    the export is opened (OWASP, CSV injection).
+    """
+    return f"'{value}" if value.startswith(FORMULA_STARTS) else value
 
 
 def quota_use(customer: User, now) -> list[dict]:

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from billing.models import Plan
 from conftest import HTMX
-from usage.models import Quantity
+from usage.models import ApiCall, Quantity
 from usage.recorder import UsageRecorder
 
 
@@ -67,6 +67,20 @@ def test_the_csv_export_has_the_numbers_of_the_table(customer_client, calls):
     assert sum(int(row["requests"]) for row in rows) == 6 and sum(int(row["refused"]) for row in rows) == 1
     assert sum(int(row["words"]) for row in rows) == 120
     assert {row["endpoint"] for row in rows} == {"/v1/en/entities", "/v1/en/summarization"}
+
+
+FORMULAS = ['=HYPERLINK("evil.example","x")', "+1+1", "-1+1", "@SUM(A1)", "\t=1+1", "\r=1+1"]
+
+
+@pytest.mark.parametrize("who", ["customer", "staff"])
+def test_csv_cells_that_would_run_as_formulas_are_exported_as_text(request, customer, who):
+    now = timezone.now()
+    for i, endpoint in enumerate([*FORMULAS, "/v1/en/x-y"]):
+        ApiCall.objects.create(time=now, account_id=customer.pk, endpoint=endpoint, method="POST", status=200, request_id=f"f{i}")
+    client = request.getfixturevalue(f"{who}_client")
+    url = reverse("usage_csv") if who == "customer" else reverse("customer_usage_csv", args=[customer.pk])
+    rows = list(csv.DictReader(io.StringIO(client.get(url, {"range": "24h"}).content.decode())))
+    assert sorted(row["endpoint"] for row in rows) == sorted([*(f"'{formula}" for formula in FORMULAS), "/v1/en/x-y"])
 
 
 def test_an_empty_account_says_so(customer_client):
