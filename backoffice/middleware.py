@@ -2,10 +2,11 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import resolve_url
 from django.template.response import TemplateResponse
-from django.utils.cache import patch_vary_headers
+from django.utils.cache import add_never_cache_headers, patch_vary_headers
 from django_htmx.http import HttpResponseClientRedirect
 
 CONTENT_PARTIAL = "content"
+NOT_FOR_HISTORY = b'hx-history="false"'
 
 
 class HtmxPageMiddleware:
@@ -17,6 +18,8 @@ class HtmxPageMiddleware:
     a history restore (htmx re-fetching a page it no longer has cached) gets the
     full page. A session that expired during an htmx request sends the browser
     to the login page instead of swapping the login form into the content area.
+    A page that htmx must not keep in its history (hx-history="false": a token's
+    secret) is kept by no browser cache either (no-store).
     """
 
     def __init__(self, get_response):
@@ -26,6 +29,8 @@ class HtmxPageMiddleware:
         response = self.get_response(request)
         if request.htmx and response.status_code == 302 and self._is_login_redirect(response):
             response = HttpResponseClientRedirect(response["Location"])
+        if NOT_FOR_HISTORY in getattr(response, "content", b""):  # streaming responses have no content
+            add_never_cache_headers(response)
         patch_vary_headers(response, ["HX-Request"])
         return response
 

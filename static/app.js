@@ -1,5 +1,6 @@
 // Small page behaviours htmx does not cover: errors during swaps, the
-// current-page marker and title after htmx navigation, and copy buttons.
+// current-page marker and title after htmx navigation, copy buttons, and
+// keeping token secrets and past sessions out of the browser's history.
 (function () {
   "use strict";
 
@@ -37,6 +38,18 @@
     markCurrentPage();
     document.getElementById("content").focus({ preventScroll: true });
   });
+  // htmx's history cache holds snapshots of the pages seen in this tab: none may
+  // outlive the session (logout, expiry) into the next visitor's, so any page
+  // served signed out (the login page after both) empties it.
+  if (document.body.hasAttribute("data-signed-out")) sessionStorage.removeItem("htmx-history-cache");
+
+  // What htmx may not keep (a token's secret, hx-history="false") goes before the
+  // back/forward cache freezes the page: Chromium keeps pages there despite
+  // Cache-Control: no-store on content htmx swapped in.
+  window.addEventListener("pagehide", function () {
+    for (const element of document.querySelectorAll("[hx-history='false']")) element.remove();
+  });
+
   document.addEventListener("htmx:historyRestore", markCurrentPage);
   document.addEventListener("DOMContentLoaded", markCurrentPage);
 

@@ -3,6 +3,7 @@
 import pytest
 from django.urls import reverse
 
+from accounts.models import ApiToken
 from conftest import HISTORY_RESTORE, HTMX
 
 ANONYMOUS_PAGES = ["login", "signup", "password_reset", "password_reset_done", "password_reset_complete"]
@@ -83,3 +84,13 @@ def test_navigation_links_exist_only_for_pages_that_exist(customer_client):
 def test_unknown_urls_get_404_not_500(customer_client):
     assert customer_client.get("/no-such-page/").status_code == 404
     assert customer_client.get("/tokens/not-a-number/revoke/").status_code == 404
+
+
+@pytest.mark.parametrize("headers", [{}, HTMX], ids=["page", "htmx"])
+def test_a_page_showing_a_token_secret_is_stored_by_no_browser_cache(customer_client, headers):
+    created = customer_client.post(reverse("tokens"), {"name": "laptop"}, **headers)
+    rotated = customer_client.post(reverse("rotate_token", args=[ApiToken.objects.get().pk]), **headers)
+    for response in [created, rotated]:
+        assert b"new-secret" in response.content
+        assert "no-store" in response["Cache-Control"]
+    assert "Cache-Control" not in customer_client.get(reverse("tokens"), **headers)  # the list alone: as any page
