@@ -5,11 +5,15 @@ from django.utils import timezone
 from django.core.mail import send_mail
 from django.utils.html import format_html
 
+from accounts.forms import StaffAuthenticationForm
 from accounts.models import ApiToken, SupportMessage, User
 from billing.admin import pretty_json, sync_customers
 from billing.models import Customer
 from usage.charts import UsageReport
 from usage.queries import RANGES
+
+# /admin/login/ is throttled like /login/, with the same counters.
+admin.site.login_form = StaffAuthenticationForm
 
 
 class ActiveFilter(admin.SimpleListFilter):

@@ -1,9 +1,14 @@
+import ipaddress
+from contextlib import suppress
+
 from django import forms
 from django.conf import settings
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
 from django.core.cache import cache
 
 from accounts.models import ApiToken, SupportMessage, User
+from backoffice.proxy import client_ip
 
 
 class SignupForm(BaseUserCreationForm):
@@ -18,39 +23,65 @@ class SignupForm(BaseUserCreationForm):
         return email
 
 
-class ThrottledAuthenticationForm(AuthenticationForm):
-    """Login form that refuses further attempts after repeated failures.
+class LoginThrottleMixin:
+    """Refuses a login, before its password is checked, once its client has failed too often.
 
-    Failures are counted per e-mail address and per client IP in the cache
-    (Redis when REDIS_URL is set, so the count holds across processes).
+    Each attempt first takes a number in two counters of the cache (Redis when
+    REDIS_URL is set, so they hold across processes): its client IP's and its
+    (e-mail, client IP) pair's. The increment is atomic, so concurrent attempts
+    cannot all slip under the limit; a failure keeps its number, a success gives
+    it back. No counter is per e-mail alone: that would let anyone lock any
+    customer out, from anywhere (README, "Login throttling").
     """
 
-    error_messages = {
-        **AuthenticationForm.error_messages,
-        "throttled": "Too many failed attempts. Try again in a few minutes.",
-    }
+    def clean(self):
+        email = (self.cleaned_data.get("username") or "").lower()
+        if not email or not self.cleaned_data.get("password"):
+            return super().clean()  # a field error: no password is checked
+        network = throttled_network(client_ip(self.request))
+        per_ip = f"login-attempts:ip:{network}"
+        per_email = f"login-attempts:email:{email}:ip:{network}"
+        ip_attempt, email_attempt = take_attempt(per_ip), take_attempt(per_email)
+        if ip_attempt > settings.LOGIN_FAILURES_PER_IP or email_attempt > settings.LOGIN_FAILURES_PER_EMAIL:
+            raise forms.ValidationError("Too many failed attempts. Try again in a few minutes.", code="throttled")
+        cleaned_data = super().clean()  # a wrong password raises: the attempt stays counted
+        cache.delete(per_email)
+        with suppress(ValueError):  # ValueError: the window has ended meanwhile
+            cache.decr(per_ip)  # only this success: other failures from that address still count
+        return cleaned_data
 
+
+def throttled_network(ip: str) -> str:
+    """IPv4 clients are counted per address, IPv6 ones per /64: a single subscriber has a whole /64."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    return str(ipaddress.ip_network(f"{address}/64", strict=False) if address.version == 6 else address)
+
+
+def take_attempt(key: str) -> int:
+    """This attempt's number in the key's window: an atomic increment, distinct for concurrent attempts."""
+    cache.add(key, 0, timeout=settings.LOGIN_FAILURE_WINDOW)
+    try:
+        number = cache.incr(key)
+    except ValueError:  # the window ended between add and incr
+        return take_attempt(key)
+    if number == 1:
+        # The window starts now. Setting its end here also mends a key that expired between the
+        # EXISTS and INCR of Django's Redis incr, which recreates it without a timeout.
+        cache.touch(key, settings.LOGIN_FAILURE_WINDOW)
+    return number
+
+
+class ThrottledAuthenticationForm(LoginThrottleMixin, AuthenticationForm):
     def __init__(self, request=None, *args, **kwargs):
         super().__init__(request, *args, **kwargs)
         self.fields["username"].widget.input_type = "email"
 
-    def clean(self):
-        email = (self.cleaned_data.get("username") or "").lower()
-        keys = {
-            f"login-failures:email:{email}": settings.LOGIN_FAILURES_PER_EMAIL,
-            f"login-failures:ip:{self.request.META.get('REMOTE_ADDR', '')}": settings.LOGIN_FAILURES_PER_IP,
-        }
-        if any(cache.get(key, 0) >= limit for key, limit in keys.items()):
-            raise forms.ValidationError(self.error_messages["throttled"], code="throttled")
-        try:
-            cleaned_data = super().clean()
-        except forms.ValidationError:
-            for key in keys:
-                cache.add(key, 0, timeout=settings.LOGIN_FAILURE_WINDOW)
-                cache.incr(key)
-            raise
-        cache.delete(f"login-failures:email:{email}")
-        return cleaned_data
+
+class StaffAuthenticationForm(LoginThrottleMixin, AdminAuthenticationForm):
+    """Django admin's login form, under the same throttle (and counters) as /login/."""
 
 
 class TokenForm(forms.ModelForm):

@@ -39,6 +39,8 @@ def test_production_mode_refuses_to_start_without_a_secret_key():
     [
         ("DEBUG", "maybe", "DEBUG must be a boolean"),
         ("LOGIN_FAILURES_PER_EMAIL", "five", "LOGIN_FAILURES_PER_EMAIL must be an integer"),
+        ("TRUSTED_PROXY_COUNT", "one", "TRUSTED_PROXY_COUNT must be an integer"),
+        ("TRUSTED_PROXY_COUNT", "-1", "TRUSTED_PROXY_COUNT must be 0 or more"),
         ("DATABASE_URL", "nosuchdb://x", "DATABASE_URL is not a valid database URL"),
     ],
 )
