@@ -147,11 +147,16 @@ CACHES = {
     )
 }
 
-# Forward-auth (usage/forward_auth.py). Counters live in process memory (exact for
-# one process) or in Redis (exact across processes and replicas).
-FORWARD_AUTH_BACKEND = env_choice("FORWARD_AUTH_BACKEND", "memory", ("memory", "redis"))
+# Forward-auth (usage/forward_auth.py). Counters live in Redis whenever it is configured
+# (exact across processes and replicas), else in process memory, which is exact for one
+# process only: a second process serving forward-auth on the same database refuses to start.
+FORWARD_AUTH_BACKEND = env_choice("FORWARD_AUTH_BACKEND", "redis" if REDIS_URL else "memory", ("memory", "redis"))
 if FORWARD_AUTH_BACKEND == "redis" and not REDIS_URL:
     raise ImproperlyConfigured("FORWARD_AUTH_BACKEND=redis needs REDIS_URL.")
+# Redis connections per process, shared by its threads, and how long a decision waits for a
+# free one (a busy pool is not an outage) before Redis counts as unavailable.
+FORWARD_AUTH_REDIS_CONNECTIONS = env_int("FORWARD_AUTH_REDIS_CONNECTIONS", 32)
+FORWARD_AUTH_REDIS_WAIT = env_float("FORWARD_AUTH_REDIS_WAIT", 1.0)
 # When Redis (counters) or PostgreSQL (tokens, before the first load) is down:
 # false answers 503, true lets calls through unchecked (marked with a header).
 FORWARD_AUTH_FAIL_OPEN = env_bool("FORWARD_AUTH_FAIL_OPEN", False)

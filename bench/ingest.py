@@ -19,7 +19,7 @@ def events(count: int, prefix: str):
     start = time.time() - 3600
     endpoints = ["/v1/en/entities", "/v1/en/summarization", "/v1/de/generation"]
     for i in range(count):
-        yield (start + i * 0.001, 1 + i % 50, 1 + i % 200, endpoints[i % 3], "POST", 429 if i % 20 == 0 else 200, f"{prefix}{i}")
+        yield (start + i * 0.001, 1 + i % 50, 1 + i % 200, endpoints[i % 3], "POST", 429 if i % 20 == 0 else 200, f"{prefix}{i}", False)
 
 
 def main() -> None:
@@ -42,8 +42,8 @@ def main() -> None:
     append_ns = (appended - started) / BATCHED_EVENTS * 1e9
 
     insert = (
-        "INSERT INTO api_calls (time, account_id, token_id, endpoint, method, status, request_id) "
-        "VALUES (to_timestamp(%s), %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+        "INSERT INTO api_calls (time, account_id, token_id, endpoint, method, status, request_id, unchecked) "
+        "VALUES (to_timestamp(%s), %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
     )
     started = time.perf_counter()
     with connection.cursor() as cursor:

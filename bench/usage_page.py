@@ -45,7 +45,7 @@ def load_year(user_id: int) -> None:
     started = time.perf_counter()
     for chunk in range(0, EVENTS, 1_000_000):
         for i in range(chunk, chunk + 1_000_000):
-            recorder.record((now - span * i / EVENTS, user_id, None, ENDPOINTS[i % 5], "POST", 429 if i % 25 == 0 else 200, f"y{i}"))
+            recorder.record((now - span * i / EVENTS, user_id, None, ENDPOINTS[i % 5], "POST", 429 if i % 25 == 0 else 200, f"y{i}", False))
         assert recorder.flush()
         print(f"  loaded {chunk + 1_000_000:,} events ({time.perf_counter() - started:.0f} s)", flush=True)
     with connection.cursor() as cursor:

@@ -30,15 +30,17 @@ from typing import NamedTuple
 from urllib.parse import unquote
 from datetime import UTC, datetime
 
+import psycopg
 import redis
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection
 
 from accounts.models import PREFIX_END, TOKEN_LENGTH, ApiToken, token_digest, token_hash_key
 from billing.models import Plan, calendar_month
 from billing.models import Window as WindowChoice
 from usage.limiter import MemoryCounters, RedisCounters, Verdict, Window
-from usage.recorder import recorder
+from usage.recorder import recorder, storable
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,10 @@ def unauthorized(detail: str) -> Answer:
     return problem(
         401, "Invalid token", detail, [("WWW-Authenticate", 'Bearer realm="api", error="invalid_token"')]
     )
+
+
+def unavailable(title: str) -> Answer:
+    return problem(503, title, "Try again in a few seconds.", [("Retry-After", "5")])
 
 
 MISSING_TOKEN = unauthorized("Send your API token as `Authorization: Bearer <token>`.")
@@ -159,8 +165,8 @@ def normal_path(uri: str) -> str:
     Endpoint limits match on this, so `/v1/en/summariz%61tion` counts as `/v1/en/summarization`.
     """
     path = uri.partition("?")[0]
-    if "%" in path or "//" in path or "/." in path:  # the common case costs nothing
-        path = "/" + posixpath.normpath(unquote(path, errors="replace")).lstrip("/")
+    if "%" in path or "//" in path or "/." in path or "\x00" in path:  # the common case costs nothing
+        path = storable("/" + posixpath.normpath(unquote(path, errors="replace")).lstrip("/"), MAX_ENDPOINT_LENGTH)
     return path[:MAX_ENDPOINT_LENGTH]
 
 
@@ -171,6 +177,26 @@ def bearer_token(header: str | None) -> str | None:
         return None
     token = token.strip()
     return token if len(token) == TOKEN_LENGTH else None
+
+
+SOLE_PROCESS_LOCK = 7_346_917  # the advisory lock of the process whose memory holds the counters
+
+
+def claim_sole_process() -> psycopg.Connection:
+    """Memory counters are exact only if one process decides for this database: hold a lock that says so.
+
+    A second process (another granian worker, another replica) cannot take it, and refuses to
+    start rather than count on its own, which would multiply every limit and lose lease releases.
+    """
+    lock = psycopg.connect(**connection.get_connection_params(), autocommit=True)
+    if not lock.execute("SELECT pg_try_advisory_lock(%s)", [SOLE_PROCESS_LOCK]).fetchone()[0]:
+        lock.close()
+        raise ImproperlyConfigured(
+            "FORWARD_AUTH_BACKEND=memory counts in one process, and another process already serves "
+            "forward-auth on this database. Set REDIS_URL (forward-auth then counts in Redis), "
+            "or run a single worker."
+        )
+    return lock
 
 
 class CalendarMonth:
@@ -188,7 +214,8 @@ class CalendarMonth:
 
 class ForwardAuth:
     def __init__(
-        self, counters, *, fail_open: bool, refresh_seconds: float, lease_ttl: float, recorder=recorder, clock=time.time
+        self, counters, *, fail_open: bool, refresh_seconds: float, lease_ttl: float, recorder=recorder, clock=time.time,
+        sole_process: bool = False,
     ):
         self.counters = counters
         self.clock = clock
@@ -205,22 +232,26 @@ class ForwardAuth:
         self._refresher: threading.Thread | None = None
         self._stop = threading.Event()
         self._start_lock = threading.Lock()
+        self.sole_process = sole_process  # must be the only process deciding for this database (memory counters)
+        self._sole_process_lock: psycopg.Connection | None = None
 
     @classmethod
     def from_settings(cls) -> "ForwardAuth":
-        backend = settings.FORWARD_AUTH_BACKEND
-        counters = RedisCounters(settings.REDIS_URL) if backend == "redis" else MemoryCounters()
+        in_memory = settings.FORWARD_AUTH_BACKEND == "memory"
         return cls(
-            counters,
+            MemoryCounters() if in_memory else RedisCounters(
+                settings.REDIS_URL, settings.FORWARD_AUTH_REDIS_CONNECTIONS, settings.FORWARD_AUTH_REDIS_WAIT
+            ),
             fail_open=settings.FORWARD_AUTH_FAIL_OPEN,
             refresh_seconds=settings.FORWARD_AUTH_REFRESH_SECONDS,
             lease_ttl=settings.FORWARD_AUTH_LEASE_TTL,
+            sole_process=in_memory,
         )
 
     # The snapshot and its refresher, off the request path.
 
     def start(self) -> None:
-        """Load the snapshot and start the refresher thread (once). Never raises."""
+        """Load the snapshot and start the refresher thread (once). Raises only ImproperlyConfigured."""
         with self._start_lock:
             if self._started:
                 return
@@ -234,12 +265,17 @@ class ForwardAuth:
         self._stop.set()
         if self._refresher:
             self._refresher.join()
+        if self._sole_process_lock is not None:
+            self._sole_process_lock.close()
 
     def refresh(self) -> None:
+        """Load tokens and plans if they changed. Raises ImproperlyConfigured if this process may not decide."""
         try:
+            if self.sole_process and self._sole_process_lock is None:
+                self._sole_process_lock = claim_sole_process()
             if self.snapshot is None or current_version() != self.snapshot.version:
                 self.snapshot = load_snapshot()
-        except DatabaseError:
+        except (DatabaseError, psycopg.OperationalError):
             log.exception("Forward-auth: cannot load tokens and plans; keeping the last snapshot")
             connection.close()  # reconnect on the next attempt
 
@@ -259,8 +295,8 @@ class ForwardAuth:
     def answer(self, environ: dict) -> Answer:
         if self.snapshot is None:
             self.start()
-            if self.snapshot is None:
-                return self._unavailable("Token store unavailable", [("X-Auth-Unverified", "1")])
+            if self.snapshot is None:  # the database has not answered since this process started
+                return Answer(200, [("X-Auth-Unverified", "1")]) if self.fail_open else unavailable("Token store unavailable")
         header = environ.get("HTTP_AUTHORIZATION")
         if not header:
             return MISSING_TOKEN
@@ -280,18 +316,26 @@ class ForwardAuth:
             verdict = self.counters.take(credential.account, windows, now, period, plan.concurrency, self.lease_ttl)
         except redis.RedisError:
             log.exception("Forward-auth: rate-limit counters unavailable")
-            return self._unavailable("Rate limiting unavailable", [*credential.identity, ("X-RateLimit-Unchecked", "1")])
+            if not self.fail_open:
+                return unavailable("Rate limiting unavailable")
+            # Let through unchecked, but recorded (and so billed) like any call, and marked.
+            request_id = self._record(environ, now, credential, endpoint, 200, unchecked=True)
+            return Answer(200, [*credential.identity, ("X-Request-Id", request_id), ("X-RateLimit-Unchecked", "1")])
 
-        request_id = f"{self._process_id}{next(self._request_ids):012x}"
-        method = environ.get("HTTP_X_FORWARDED_METHOD", "GET")[:10]
-        status = 200 if verdict.allowed else 429
-        self.recorder.record((now, credential.account, credential.token_id, endpoint, method, status, request_id))
+        request_id = self._record(environ, now, credential, endpoint, 200 if verdict.allowed else 429)
         if not verdict.allowed:
             return self._too_many(windows, period, plan.concurrency, verdict, now)
         headers = [*credential.identity, ("X-Request-Id", request_id)]
         if verdict.lease:
             headers.append(("X-Lease-Id", verdict.lease))
         return Answer(200, headers)
+
+    def _record(self, environ: dict, now: float, credential: Credential, endpoint: str, status: int, unchecked=False) -> str:
+        """Hand the call to the usage recorder; returns its request id."""
+        request_id = f"{self._process_id}{next(self._request_ids):012x}"
+        method = storable(environ.get("HTTP_X_FORWARDED_METHOD", "GET"), 10)
+        self.recorder.record((now, credential.account, credential.token_id, endpoint, method, status, request_id, unchecked))
+        return request_id
 
     def release(self, environ: dict) -> Answer:
         """The upstream reports that the call holding this concurrency lease has finished."""
@@ -301,7 +345,7 @@ class ForwardAuth:
         try:
             released = self.counters.release(lease)
         except redis.RedisError:
-            return self._unavailable("Rate limiting unavailable", [])
+            return unavailable("Rate limiting unavailable")
         if not released:
             return problem(404, "Unknown lease", "No such lease: it was released already or has expired.")
         return Answer(204, [])
@@ -332,10 +376,6 @@ class ForwardAuth:
         ]
         return problem(429, "Too many requests", detail, headers, window=name, limit=quota, retry_after=retry)
 
-    def _unavailable(self, title: str, open_headers: list[tuple[str, str]]) -> Answer:
-        if self.fail_open:
-            return Answer(200, open_headers)
-        return problem(503, title, "Try again in a few seconds.", [("Retry-After", "5")])
 
 
 _service: ForwardAuth | None = None

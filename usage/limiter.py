@@ -160,8 +160,14 @@ class RedisCounters:
 
     _script_source = (Path(__file__).parent / "limiter.lua").read_text()
 
-    def __init__(self, url: str):
-        self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    def __init__(self, url: str, connections: int = 32, wait: float = 1.0):
+        # Every server thread may decide at once: they share a bounded pool and queue for it. An
+        # exhausted pool means busy, not down; only a connection not free within `wait` seconds,
+        # or a Redis not answering within 0.5 s, counts as unavailable.
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=connections, timeout=wait, socket_timeout=0.5, socket_connect_timeout=0.5
+        )
+        self._redis = redis.Redis(connection_pool=pool)
         self._script = self._redis.register_script(self._script_source)
 
     def take(self, account, windows, now, period, concurrency, lease_ttl) -> Verdict:

@@ -14,6 +14,7 @@ class ApiCall(models.Model):
     words = models.IntegerField(default=0)
     characters = models.IntegerField(default=0)
     request_id = models.TextField()
+    unchecked = models.BooleanField(default=False)  # let through while the rate-limit counters were down
 
     class Meta:
         managed = False
@@ -54,3 +55,14 @@ class Quantity(models.Model):
     words = models.PositiveIntegerField()
     characters = models.PositiveIntegerField()
     received = models.DateTimeField(auto_now_add=True, db_index=True)
+
+
+class DeadLetter(models.Model):
+    """A usage event the database refused for its data, set aside by the flusher (usage/recorder.py) with the error."""
+
+    failed_at = models.DateTimeField(db_index=True)
+    event = models.TextField(help_text="The event as JSON (time, account, token, endpoint, method, status, request id, unchecked).")
+    error = models.TextField()
+
+    def __str__(self) -> str:
+        return f"Dead letter {self.pk} ({self.failed_at:%Y-%m-%d %H:%M})"

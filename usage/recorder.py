@@ -1,8 +1,10 @@
 """Usage events: an in-memory buffer on the request path, a background flusher behind it.
 
-An event is a tuple (time, account, token, endpoint, method, status, request id),
-`time` a Unix timestamp. `record()` is one deque append: it never blocks and
-never fails. The flusher wakes every USAGE_FLUSH_SECONDS (or as soon as
+An event is a tuple (time, account, token, endpoint, method, status, request id,
+unchecked), `time` a Unix timestamp, `unchecked` true for a call let through
+while the counters were down. Its text fields are made storable where the
+event is made (`storable()`). `record()` is one deque append: it never blocks
+and never fails. The flusher wakes every USAGE_FLUSH_SECONDS (or as soon as
 USAGE_FLUSH_BATCH events wait), COPYs them into a staging table and inserts
 them into api_calls, skipping request ids already there, so a batch retried
 after an unclear failure counts once. Then it merges the quantities the model
@@ -11,9 +13,16 @@ services reported (usage/views.py) into their events.
 While the database is down the flusher retries with backoff, keeps at most
 USAGE_MEMORY_LIMIT events in memory and appends the rest to a journal in
 USAGE_JOURNAL_DIR, replayed once the database is back (by this or the next
-process). `stop()` (at exit, SIGTERM included) flushes what is left or
-journals it. A hard crash (SIGKILL, power loss) loses what was in memory:
-at most one flush interval of calls.
+process). Each journal file names the database it was meant for (the
+`usage_database` row); a file meant for another database is kept and
+reported, never replayed here. `stop()` (at exit, SIGTERM included) flushes
+what is left or journals it. A hard crash (SIGKILL, power loss) loses what was
+in memory: at most one flush interval of calls.
+
+No event can hold the others back: a batch the database refuses for its data
+(not for being down) is split in halves until each refused event stands alone;
+it is set aside in `usage_deadletter` with the error, logged, and counted by
+`manage.py usage_status`.
 """
 
 import atexit
@@ -33,16 +42,17 @@ from django.db import DatabaseError, connection, transaction
 
 log = logging.getLogger(__name__)
 
-COLUMNS = "epoch, account_id, token_id, endpoint, method, status, request_id"
-COLUMN_TYPES = ["float8", "int8", "int8", "text", "text", "int2", "text"]
-STAGING = f"""
+COLUMNS = "epoch, account_id, token_id, endpoint, method, status, request_id, unchecked"
+COLUMN_TYPES = ["float8", "int8", "int8", "text", "text", "int2", "text", "bool"]
+STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS api_calls_staging (
-    epoch float8, account_id bigint, token_id bigint, endpoint text, method text, status smallint, request_id text
+    epoch float8, account_id bigint, token_id bigint, endpoint text, method text, status smallint, request_id text,
+    unchecked boolean
 ) ON COMMIT DELETE ROWS
 """
 INSERT = """
-INSERT INTO api_calls (time, account_id, token_id, endpoint, method, status, request_id)
-SELECT to_timestamp(epoch), account_id, token_id, endpoint, method, status, request_id FROM api_calls_staging
+INSERT INTO api_calls (time, account_id, token_id, endpoint, method, status, request_id, unchecked)
+SELECT to_timestamp(epoch), account_id, token_id, endpoint, method, status, request_id, unchecked FROM api_calls_staging
 ON CONFLICT DO NOTHING
 """
 TOKENS_LAST_USED = """
@@ -63,6 +73,32 @@ WHERE request_id IN (SELECT request_id FROM merged)
    OR received < now() - INTERVAL '7 days'  -- reported for a call that never reached the store
 """
 MAX_BACKOFF = 30.0
+# Refused for what it holds, not because the database is unreachable: splitting the batch isolates the event.
+# (psycopg raises COPY's errors itself; Django wraps the others, keeping psycopg's as the cause.)
+DATA_ERRORS = (psycopg.errors.DataError, psycopg.errors.IntegrityError, ValueError, TypeError, OverflowError)
+# What each field of an event must be (COLUMNS, in order), and the bounds of its numbers:
+# the epoch (NaN and years past 2286 refused), bigint, bigint, smallint.
+FIELD_TYPES = (float | int, int, int | None, str, str, int, str, bool)
+LIMITS = {0: 1e10, 1: 2**63, 2: 2**63, 5: 2**15}
+
+
+def storable(text: str, limit: int) -> str:
+    """`text` as PostgreSQL stores it: no NUL, valid UTF-8 (lone surrogates replaced), at most `limit` characters."""
+    text = text.replace("\x00", "\ufffd")
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode()
+    return text[:limit]
+
+
+def is_data_error(error: BaseException) -> bool:
+    return isinstance(error, DATA_ERRORS) or isinstance(error.__cause__, DATA_ERRORS)
+
+
+def database_id() -> str:
+    """This database's own identity, made by its migration: journals name it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id::text FROM usage_database")
+        return cursor.fetchone()[0]
 
 
 class UsageRecorder:
@@ -72,6 +108,8 @@ class UsageRecorder:
         self.journal_dir = journal_dir or settings.USAGE_JOURNAL_DIR
         self.memory_limit = memory_limit or settings.USAGE_MEMORY_LIMIT
         self.batch_size = batch_size or settings.USAGE_FLUSH_BATCH
+        self._database: str | None = None  # known once the database has answered
+        self._reported: set[Path] = set()  # foreign journals already logged
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -139,11 +177,13 @@ class UsageRecorder:
         """Write the journal and every buffered event; False if the database refused."""
         with self._lock:
             try:
+                if self._database is None:
+                    self._database = database_id()
                 self._replay_journal()
                 while self._failed or self._events:
                     if not self._failed:
                         self._failed = self._take(self.batch_size)
-                    self._write(self._failed)
+                    self._store(self._failed)
                     self._failed = []
                 with connection.cursor() as cursor:
                     cursor.execute(MERGE_QUANTITIES)
@@ -174,6 +214,31 @@ class UsageRecorder:
                 break
         return events
 
+    def _store(self, events: list) -> None:
+        """Write the events. If the database refuses the batch for its data, set aside the events
+        it would refuse and write the rest: those Python can tell (a wrong shape, type or range,
+        NUL, invalid UTF-8) at once, any others by splitting the batch until each stands alone."""
+        try:
+            self._write(events)
+        except Exception as error:
+            if not is_data_error(error):
+                raise
+            refused = {index: reason for index, event in enumerate(events) if (reason := refusal(event))}
+            bury([(events[index], reason) for index, reason in refused.items()])
+            self._split([event for index, event in enumerate(events) if index not in refused])
+
+    def _split(self, events: list) -> None:
+        try:
+            self._write(events)
+        except Exception as error:
+            if not is_data_error(error):
+                raise
+            if len(events) == 1:
+                bury([(events[0], f"{type(error).__name__}: {error}")])
+            elif events:
+                self._split(events[: len(events) // 2])
+                self._split(events[len(events) // 2 :])
+
     @staticmethod
     def _write(events: list[tuple]) -> None:
         with transaction.atomic(), connection.cursor() as cursor:
@@ -185,7 +250,7 @@ class UsageRecorder:
             cursor.execute(INSERT)
             cursor.execute(TOKENS_LAST_USED)
 
-    # The journal: files of JSON lines, one event a line.
+    # The journal: files of JSON lines, a header naming the database, then one event a line.
 
     def _spill(self, count: int) -> None:
         """Move the oldest `count` pending events to a new journal file (kept in memory if it cannot be written)."""
@@ -195,9 +260,11 @@ class UsageRecorder:
             return
         path = self.journal_dir / f"{time.time():.6f}-{os.getpid()}.jsonl"
         partial = path.with_suffix(".partial")
+        header = {"database": self._database, "target": database_target()}
         try:
             self.journal_dir.mkdir(parents=True, exist_ok=True)
             with partial.open("w") as journal:
+                journal.write(json.dumps(header) + "\n")
                 journal.writelines(json.dumps(event) + "\n" for event in events)
                 journal.flush()
                 os.fsync(journal.fileno())
@@ -210,17 +277,95 @@ class UsageRecorder:
         log.warning("Usage: %d events journaled to %s", len(events), path)
 
     def _replay_journal(self) -> None:
-        if not self.journal_dir.is_dir():
-            return
-        for path in sorted(self.journal_dir.glob("*.jsonl")):
+        for path in self.journal_files():
             try:
-                events = [tuple(json.loads(line)) for line in path.open()]
+                with path.open() as journal:
+                    header, lines = read_header(journal), journal.readlines()
             except FileNotFoundError:
                 continue  # another process replayed it meanwhile
-            for start in range(0, len(events), self.batch_size):
-                self._write(events[start : start + self.batch_size])
+            if not self._owns(header):
+                if path not in self._reported:
+                    self._reported.add(path)
+                    log.error("Usage: journal %s is meant for another database (%s); kept, not replayed", path, header)
+                continue
+            for start in range(0, len(lines), self.batch_size):
+                self._store([parse_event(line) for line in lines[start : start + self.batch_size]])
             path.unlink(missing_ok=True)  # another process may have replayed it too: ids dedupe
-            log.info("Usage: replayed %d journaled events from %s", len(events), path)
+            log.info("Usage: replayed %d journaled events from %s", len(lines), path)
+
+    def _owns(self, header: dict | None) -> bool:
+        """A journal is replayed only into the database it was written for (by its target, if it could not say)."""
+        if header is None:
+            return False
+        if header.get("database") is not None:
+            return header["database"] == self._database
+        return header.get("target") == database_target()
+
+    def journal_files(self) -> list[Path]:
+        return sorted(self.journal_dir.glob("*.jsonl")) if self.journal_dir.is_dir() else []
+
+    def foreign_journals(self) -> list[tuple[Path, dict | None]]:
+        """Journal files meant for another database (or unmarked), with their headers: kept, never replayed here."""
+        if self._database is None:
+            self._database = database_id()
+        foreign = []
+        for path in self.journal_files():
+            with path.open() as journal:
+                header = read_header(journal)
+            if not self._owns(header):
+                foreign.append((path, header))
+        return foreign
+
+
+def database_target() -> str:
+    """Where the settings point, for a journal written before the database ever answered."""
+    db = settings.DATABASES["default"]
+    return f"{db.get('HOST') or 'local'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+def read_header(journal) -> dict | None:
+    """The journal's header line; None for a file without one (written before journals named their database)."""
+    try:
+        header = json.loads(journal.readline())
+    except ValueError:
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def parse_event(line: str) -> tuple:
+    """A journaled event; a line that is not one becomes a one-field row, refused and set aside like any bad event."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return (line,)
+    return tuple(event) if isinstance(event, list) else (event,)
+
+
+def refusal(event) -> str | None:
+    """Why PostgreSQL would refuse this event, as far as Python can tell; None if it looks storable."""
+    if not isinstance(event, tuple) or len(event) != len(FIELD_TYPES):
+        return f"not an event of {len(FIELD_TYPES)} fields"
+    for position, (value, kind) in enumerate(zip(event, FIELD_TYPES)):
+        if not isinstance(value, kind):
+            return f"field {position}: {type(value).__name__} where {kind} belongs"
+        if position in LIMITS and value is not None and not -LIMITS[position] <= value < LIMITS[position]:
+            return f"field {position}: {value} is out of range"
+        if isinstance(value, str) and value != storable(value, len(value)):
+            return f"field {position}: NUL or invalid UTF-8"
+    return None
+
+
+def bury(refused: list[tuple[object, str]]) -> None:
+    """Set events the database refuses aside, with the reasons, where staff can see them."""
+    if not refused:
+        return
+    for event, reason in refused:
+        log.error("Usage: event refused by the database, kept as a dead letter: %r (%s)", event, reason)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO usage_deadletter (failed_at, event, error) VALUES (now(), %s, %s)",
+            [(json.dumps(event, default=repr), storable(reason, 2000)) for event, reason in refused],
+        )
 
 
 recorder = UsageRecorder()

@@ -16,7 +16,7 @@ def test_the_dashboard_shows_plan_calls_today_quotas_and_refusals(customer_clien
     now = timezone.now().timestamp()
     recorder = UsageRecorder(journal_dir=tmp_path)
     for i, status in enumerate([200, 200, 200, 429]):
-        recorder.record((now, customer.pk, None, "/v1/en/entities", "POST", status, f"d{i}"))
+        recorder.record((now, customer.pk, None, "/v1/en/entities", "POST", status, f"d{i}", False))
     assert recorder.flush()
     html = customer_client.get(reverse("dashboard")).content.decode()
     assert "Get started" not in html and "Free" in html

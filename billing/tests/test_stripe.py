@@ -308,7 +308,7 @@ def test_a_metered_report_run_twice_bills_each_hour_once(stripe_server, customer
     from usage.models import Quantity
 
     for i, hours_ago in enumerate([3, 3, 2, 0]):  # the current hour is not finished: not reported yet
-        recorder.record(((now - timedelta(hours=hours_ago)).timestamp(), customer.pk, None, "/v1/en/generation", "POST", 200, f"m{i}"))
+        recorder.record(((now - timedelta(hours=hours_ago)).timestamp(), customer.pk, None, "/v1/en/generation", "POST", 200, f"m{i}", False))
         Quantity.objects.create(request_id=f"m{i}", words=100 + i, characters=1)
     assert recorder.flush()
 
@@ -335,7 +335,7 @@ def test_words_from_before_the_switch_to_pay_as_you_go_are_not_billed(stripe_ser
     recorder = UsageRecorder(journal_dir=tmp_path)
     from usage.models import Quantity
 
-    recorder.record(((now - timedelta(hours=5)).timestamp(), customer.pk, None, "/v1/en/generation", "POST", 200, "before"))
+    recorder.record(((now - timedelta(hours=5)).timestamp(), customer.pk, None, "/v1/en/generation", "POST", 200, "before", False))
     Quantity.objects.create(request_id="before", words=500, characters=1)
     assert recorder.flush()
     subscribe(stripe_customer, "price_payg_words")  # the switch: metered from now on

@@ -12,6 +12,7 @@ CREATE TABLE api_calls (
     words integer NOT NULL DEFAULT 0,
     characters integer NOT NULL DEFAULT 0,
     request_id text NOT NULL,
+    unchecked boolean NOT NULL DEFAULT false,  -- let through while the rate-limit counters were down
     PRIMARY KEY (request_id, time)
 );
 CREATE INDEX api_calls_account_time ON api_calls (account_id, time DESC);

@@ -25,7 +25,7 @@ def test_retention_deletes_old_raw_events_and_keeps_the_aggregates(db, tmp_path,
     now = timezone.now()
     recorder = UsageRecorder(journal_dir=tmp_path)
     for i, age in enumerate([1, 89, 91, 400]):
-        recorder.record(((now - timedelta(days=age)).timestamp(), 1, None, "/v1/x", "GET", 200, f"r{i}"))
+        recorder.record(((now - timedelta(days=age)).timestamp(), 1, None, "/v1/x", "GET", 200, f"r{i}", False))
     assert recorder.flush()
     assert "Deleted 2 raw events older than 90 days." in run("usage_retention")
     assert sorted(ApiCall.objects.values_list("request_id", flat=True)) == ["r0", "r1"]

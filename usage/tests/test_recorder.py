@@ -1,5 +1,7 @@
 """Lossless ingest: every recorded event lands once, through retries, outages and restarts."""
 
+import json
+import uuid
 
 import psycopg
 import pytest
@@ -7,14 +9,14 @@ from django.db import connection
 
 from accounts.models import ApiToken
 from tests.servers import wait_for
-from usage.models import ApiCall, DailyUsage, HourlyUsage, Quantity
-from usage.recorder import UsageRecorder
+from usage.models import ApiCall, DailyUsage, DeadLetter, HourlyUsage, Quantity
+from usage.recorder import UsageRecorder, database_id, database_target
 
 T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 
 
 def event(i: int, account: int = 1, token: int | None = None, status: int = 200, every: float = 0.5) -> tuple:
-    return (T0 + i * every, account, token, f"/v1/en/{'entities' if i % 3 else 'summarization'}", "POST", status, f"req-{i}")
+    return (T0 + i * every, account, token, f"/v1/en/{'entities' if i % 3 else 'summarization'}", "POST", status, f"req-{i}", False)
 
 
 def totals(model=HourlyUsage, **filters) -> dict:
@@ -98,7 +100,7 @@ def test_n_events_through_an_outage_and_a_restart_give_exactly_n(tmp_path, usage
         assert first.pending <= 1000
         first.stop()  # the process ends while the database is still down: nothing may stay in memory
         assert first.pending == 0
-        assert sum(1 for path in journal.glob("*.jsonl") for _ in path.open()) == 3000
+        assert sum(len(path.read_text().splitlines()) - 1 for path in journal.glob("*.jsonl")) == 3000  # less headers
     finally:
         admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
 
@@ -122,3 +124,105 @@ def test_events_that_cannot_be_journaled_stay_in_memory(tmp_path, usage_store):
     recorder._spill(20)
     assert recorder.pending == 25
     assert recorder.flush() and ApiCall.objects.count() == 25
+
+
+# Hostile events: none may hold the others back.
+
+NUL = "\x00"
+POISON = [
+    (T0, 1, None, f"/v1/en/entities{NUL}", "POST", 200, "bad-nul", False),  # PostgreSQL refuses NUL in text
+    (T0, 1, None, "/v1/\udcff", "POST", 200, "bad-surrogate", False),  # not encodable as UTF-8
+    (T0, None, None, "/v1/x", "POST", 200, "bad-account", False),  # NOT NULL
+    (T0, 2**70, None, "/v1/x", "POST", 200, "bad-bigint", False),  # out of range
+    (T0, "one", None, "/v1/x", "POST", 200, "bad-type", False),
+    (T0, 1, None, "/v1/x", "POST", 200),  # too few fields
+    ("not json at all",),  # what a damaged journal line becomes
+    (1e300, 1, None, "/v1/x", "POST", 200, "bad-time", False),  # timestamp out of range
+    (T0, 1, None, "/v1/x", "POST", 200, "bad-shape", "yes"),
+]
+
+
+def mixed_with_poison(count: int) -> list[tuple]:
+    events = [event(i, every=0.01) for i in range(count)]
+    for position, poison in enumerate(POISON * 8):
+        events.insert(1 + position * count // 72, poison)
+    return events
+
+
+def dead_letters() -> list[str]:
+    return list(DeadLetter.objects.values_list("event", flat=True))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_poison_events_are_set_aside_and_every_good_one_is_stored_within_two_flush_intervals(tmp_path, usage_store, settings):
+    settings.USAGE_FLUSH_SECONDS = 1.0
+    recorder = UsageRecorder(journal_dir=tmp_path / "journal")
+    recorder.start()
+    try:
+        for e in mixed_with_poison(10_000):
+            recorder.record(e)
+        assert wait_for(lambda: ApiCall.objects.count() == 10_000, seconds=2 * settings.USAGE_FLUSH_SECONDS)
+    finally:
+        recorder.stop()
+    assert totals()["requests"] == 10_000
+    assert len(dead_letters()) == 72
+    assert DeadLetter.objects.filter(event__contains="bad-nul", error__contains="NUL").count() == 8
+    assert DeadLetter.objects.filter(event__contains="bad-time", error__contains="out of range").count() == 8
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_refused_for_a_reason_python_cannot_foresee_is_isolated_by_splitting_the_batch(tmp_path, usage_store):
+    with connection.cursor() as cursor:  # say, a rule an operator added to the table
+        cursor.execute("ALTER TABLE api_calls ADD CONSTRAINT no_evil CHECK (endpoint <> '/v1/evil')")
+    try:
+        recorder = UsageRecorder(journal_dir=tmp_path)
+        for i in range(5000):
+            recorder.record(event(i) if i != 1234 else (T0, 1, None, "/v1/evil", "GET", 200, "evil", False))
+        assert recorder.flush()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE api_calls DROP CONSTRAINT no_evil")
+    assert ApiCall.objects.count() == 4999
+    assert DeadLetter.objects.get().error.startswith("IntegrityError")
+
+
+def test_poison_in_a_journal_is_set_aside_and_the_good_events_replayed(tmp_path, usage_store):
+    journal = tmp_path / "journal"
+    writer = UsageRecorder(journal_dir=journal)
+    writer._database = database_id()
+    for e in mixed_with_poison(10_000):
+        writer.record(e)
+    writer._spill(writer.pending)
+    with next(journal.glob("*.jsonl")).open("a") as damaged:
+        damaged.write("{not json\n")
+
+    replayer = UsageRecorder(journal_dir=journal)  # the next process
+    assert replayer.flush()
+    assert ApiCall.objects.count() == 10_000 and totals()["requests"] == 10_000
+    assert len(dead_letters()) == 73 and DeadLetter.objects.filter(event__contains="{not json").exists()
+    assert not list(journal.iterdir())
+
+
+def test_a_journal_meant_for_another_database_is_kept_and_reported(tmp_path, usage_store):
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    foreign = journal / "1.000000-1.jsonl"
+    foreign.write_text(json.dumps({"database": str(uuid.uuid4()), "target": database_target()}) + "\n" + json.dumps(event(1)) + "\n")
+    unmarked = journal / "2.000000-1.jsonl"  # written before journals named their database
+    unmarked.write_text(json.dumps(event(2)) + "\n")
+    recorder = UsageRecorder(journal_dir=journal)
+    recorder.record(event(3))
+    assert recorder.flush()
+    assert list(ApiCall.objects.values_list("request_id", flat=True)) == ["req-3"]
+    assert foreign.exists() and unmarked.exists()
+    assert [path for path, _ in recorder.foreign_journals()] == [foreign, unmarked]
+
+
+def test_a_journal_written_before_the_database_ever_answered_is_replayed_where_its_settings_point(tmp_path, usage_store):
+    journal = tmp_path / "journal"
+    cut_off = UsageRecorder(journal_dir=journal)  # never flushed: it does not know the database's id
+    cut_off.record(event(1))
+    cut_off._spill(1)
+    assert json.loads(next(journal.glob("*.jsonl")).open().readline()) == {"database": None, "target": database_target()}
+    assert UsageRecorder(journal_dir=journal).flush()
+    assert ApiCall.objects.count() == 1 and not list(journal.iterdir())

@@ -31,7 +31,7 @@ def make_events() -> list[tuple]:
         age = timedelta(days=400) * rng.random() ** 3
         status = 429 if rng.random() < 0.1 else 200
         endpoint = rng.choice(["/v1/en/entities", "/v1/en/summarization", "/v1/de/generation"])
-        events.append(((NOW - age).timestamp(), rng.choice([1, 2, 3]), 7, endpoint, "POST", status, f"r{i}"))
+        events.append(((NOW - age).timestamp(), rng.choice([1, 2, 3]), 7, endpoint, "POST", status, f"r{i}", False))
     return events
 
 
@@ -75,7 +75,7 @@ def plain(value):
 
 
 def on_timescaledb(events, quantities) -> dict[str, list]:
-    rows = [f"(to_timestamp({t}), {a}, {k}, '{e}', '{m}', {s}, '{r}')" for t, a, k, e, m, s, r in events]
+    rows = [f"(to_timestamp({t}), {a}, {k}, '{e}', '{m}', {s}, '{r}')" for t, a, k, e, m, s, r, _ in events]
     insert = "INSERT INTO api_calls (time, account_id, token_id, endpoint, method, status, request_id) VALUES "
     quantity_values = ", ".join(f"('{r}', {w}, {c}, '{t.isoformat()}')" for r, w, c, t in quantities)
     steps = [

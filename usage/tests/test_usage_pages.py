@@ -21,9 +21,9 @@ def calls(customer, other_customer, tmp_path):
     recorder = UsageRecorder(journal_dir=tmp_path)
     for i, age_hours in enumerate([0, 0, 1, 30, 100]):
         status = 429 if i == 1 else 200
-        recorder.record((now - age_hours * 3600, customer.pk, None, "/v1/en/entities", "POST", status, f"c{i}"))
-    recorder.record((now, customer.pk, None, "/v1/en/summarization", "POST", 200, "c9"))
-    recorder.record((now, other_customer.pk, None, "/v1/secret/endpoint", "POST", 200, "o1"))
+        recorder.record((now - age_hours * 3600, customer.pk, None, "/v1/en/entities", "POST", status, f"c{i}", False))
+    recorder.record((now, customer.pk, None, "/v1/en/summarization", "POST", 200, "c9", False))
+    recorder.record((now, other_customer.pk, None, "/v1/secret/endpoint", "POST", 200, "o1", False))
     Quantity.objects.create(request_id="c0", words=120, characters=800)
     assert recorder.flush()
 
