@@ -6,7 +6,7 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 RUN DEBUG=0 SECRET_KEY=build-only DATABASE_URL=postgres://build/none python manage.py collectstatic --noinput -v0
-# Several workers: keep rate-limit counters in Redis (REDIS_URL), or each worker counts on its own.
+# Several workers: rate-limit counters must be in Redis (REDIS_URL; the memory backend refuses to start).
 ENV FORWARD_AUTH_BACKEND=redis
 EXPOSE 8000
-CMD ["sh", "-c", "python manage.py migrate --noinput && granian --interface wsgi --host 0.0.0.0 --port 8000 --workers 2 backoffice.wsgi:application"]
+CMD ["sh", "-c", "python manage.py migrate --noinput && deploy/serve"]

@@ -72,11 +72,11 @@ def backoffice_env(**extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def backoffice(port: int, **env: str):
-    """The backoffice as deployed: granian serving backoffice.wsgi (the lean forward-auth entry included)."""
-    granian = [sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", "1"]
-    args = [*granian, "--host", "127.0.0.1", "--port", str(port), "backoffice.wsgi:application"]
-    with running(args, port, backoffice_env(**env), cwd=settings.BASE_DIR) as process:
+def backoffice(port: int, workers: int = 1, **env: str):
+    """The backoffice as deployed: the production command (deploy/serve, granian) on this port."""
+    environment = backoffice_env(HOST="127.0.0.1", PORT=str(port), WEB_WORKERS=str(workers), **env)
+    environment["PATH"] = f"{Path(sys.executable).parent}:{environment['PATH']}"  # this virtualenv's granian
+    with running(["deploy/serve"], port, environment, cwd=settings.BASE_DIR) as process:
         yield process
 
 

@@ -2,6 +2,8 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 
 from usage import store
+from usage.models import DeadLetter
+from usage.recorder import recorder
 
 TIMESCALEDB_JOBS = """
 SELECT j.job_id, j.proc_name, coalesce(j.hypertable_name, ''), j.schedule_interval::text, j.scheduled,
@@ -27,6 +29,9 @@ class Command(BaseCommand):
             self.stdout.write(f"Usage store: {mode}")
             self.stdout.write(f"  raw events: {events:,} (oldest {oldest or '-'}); hourly rows: {hourly:,}; daily rows: {daily:,}")
             self.stdout.write(f"  quantities waiting for their event: {quantities:,}")
+            self.stdout.write(f"  dead letters (events the database refused; see admin): {DeadLetter.objects.count():,}")
+            for path, header in recorder.foreign_journals():
+                self.stdout.write(f"  journal meant for another database, kept, not replayed: {path} {header or '(unmarked)'}")
             if mode == "timescaledb":
                 cursor.execute(TIMESCALEDB_JOBS)
                 self.stdout.write("  policies (job, kind, relation, every, enabled, last run, last success, failures):")
