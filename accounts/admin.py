@@ -101,7 +101,7 @@ class UserAdmin(BaseUserAdmin):
     def usage(self, user):
         chart = UsageReport(RANGES["30d"], timezone.now(), user.pk).charts()[0]
         return format_html(
-            '<div style="max-width: 720px">{}</div><p>{} calls. <a href="{}">Charts, table and CSV of this customer\'s calls</a></p>',
+            '<div>{}</div><p>{} calls. <a href="{}">Charts, table and CSV of this customer\'s calls</a></p>',
             chart.svg(), f"{chart.total:,}", reverse("customer_usage", args=[user.pk]),
         )
 

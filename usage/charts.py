@@ -66,7 +66,8 @@ class Chart:  # coordinates are rounded to 0.1 px here: templates print them as 
         bars, and string formatting is a hundred times cheaper than template nodes.
         """
         parts = [
-            f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+            # Its natural size where no stylesheet sizes it (the admin); app.css makes it fluid.
+            f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img" '
             f'aria-label="{escape(self.title)} per period, stacked by endpoint; exact values in the table below">'
         ]
         for y, label in self.y_ticks:

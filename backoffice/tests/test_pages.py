@@ -22,6 +22,11 @@ def page_url(request, client, customer) -> str:
     return reverse(name)
 
 
+def csp(response) -> dict[str, list[str]]:
+    """The Content-Security-Policy header's directives and their sources."""
+    return {name: sources for name, *sources in (d.split() for d in response["Content-Security-Policy"].split(";"))}
+
+
 def test_a_normal_request_gets_the_full_page(client, page_url):
     response = client.get(page_url)
     assert response.status_code == 200
@@ -94,3 +99,23 @@ def test_a_page_showing_a_token_secret_is_stored_by_no_browser_cache(customer_cl
         assert b"new-secret" in response.content
         assert "no-store" in response["Cache-Control"]
     assert "Cache-Control" not in customer_client.get(reverse("tokens"), **headers)  # the list alone: as any page
+
+
+def test_every_page_sends_a_strict_content_security_policy(client, page_url):
+    for headers in [{}, HTMX]:
+        response = client.get(page_url, **headers)
+        policy = csp(response)
+        assert policy["default-src"] == policy["script-src"] == policy["style-src"] == ["'self'"]
+        assert policy["object-src"] == policy["frame-ancestors"] == ["'none'"]
+        assert policy["base-uri"] == ["'self'"]
+        assert policy["form-action"][0] == "'self'"
+        assert "unsafe" not in response["Content-Security-Policy"]
+
+
+def test_the_admin_is_under_the_same_policy(staff_client):
+    assert csp(staff_client.get(reverse("admin:index")))["script-src"] == ["'self'"]
+
+
+def test_forms_may_lead_only_here_and_to_stripes_checkout_and_portal(customer_client):
+    policy = csp(customer_client.get(reverse("billing")))
+    assert policy["form-action"] == ["'self'", "https://checkout.stripe.com", "https://billing.stripe.com"]
