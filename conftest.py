@@ -1,6 +1,8 @@
 """Fixtures shared by every app's tests: a customer, a second customer, a staff user."""
 
 import pytest
+import redis
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 
@@ -22,6 +24,13 @@ def stop_background_threads(django_db_setup, django_db_blocker):
     yield
     with django_db_blocker.unblock():
         forward_auth.stop_service()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fresh_redis():
+    """Rate-limit counters are keyed by account id, and every run's test database reuses the same ids:
+    an earlier run's counters (in Redis for up to a day) must not count against this run's customers."""
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()  # a missing Redis fails here: never a silent skip
 
 
 @pytest.fixture(autouse=True)
