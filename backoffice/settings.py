@@ -134,9 +134,26 @@ TEMPLATES = [
 ]
 
 try:
-    DATABASES = {"default": dj_database_url.parse(env("DATABASE_URL"), conn_max_age=60)}
+    # Connections come from the pool below and go back to it after each request (so no
+    # conn_max_age); the health check on checkout skips those a database restart killed.
+    DATABASES = {"default": dj_database_url.parse(env("DATABASE_URL"), conn_health_checks=True)}
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
+# At most DATABASE_POOL_SIZE connections per process. Two stay with its background threads
+# (usage flusher, forward-auth refresher); requests share the rest, waiting up to
+# DATABASE_POOL_TIMEOUT seconds for one, then failing with an error instead of piling up.
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10)
+if DATABASE_POOL_SIZE < 3:
+    raise ImproperlyConfigured(f"DATABASE_POOL_SIZE must be at least 3 (2 for background threads), not {DATABASE_POOL_SIZE}.")
+DATABASE_POOL_TIMEOUT = env_float("DATABASE_POOL_TIMEOUT", 10.0)
+if DATABASE_POOL_TIMEOUT <= 0:
+    raise ImproperlyConfigured(f"DATABASE_POOL_TIMEOUT must be a positive number of seconds, not {DATABASE_POOL_TIMEOUT}.")
+DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+    "min_size": 2, "max_size": DATABASE_POOL_SIZE, "timeout": DATABASE_POOL_TIMEOUT,
+    # A failing connection attempt is retried with backoff for 5 s, then dropped so that the next
+    # request starts afresh: service resumes seconds after an outage, not minutes (psycopg's 300 s).
+    "reconnect_timeout": 5,
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", "")

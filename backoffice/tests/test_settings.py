@@ -41,6 +41,9 @@ def test_production_mode_refuses_to_start_without_a_secret_key():
         ("LOGIN_FAILURES_PER_EMAIL", "five", "LOGIN_FAILURES_PER_EMAIL must be an integer"),
         ("TRUSTED_PROXY_COUNT", "one", "TRUSTED_PROXY_COUNT must be an integer"),
         ("TRUSTED_PROXY_COUNT", "-1", "TRUSTED_PROXY_COUNT must be 0 or more"),
+        ("DATABASE_POOL_SIZE", "ten", "DATABASE_POOL_SIZE must be an integer"),
+        ("DATABASE_POOL_SIZE", "2", "DATABASE_POOL_SIZE must be at least 3"),
+        ("DATABASE_POOL_TIMEOUT", "0", "DATABASE_POOL_TIMEOUT must be a positive number"),
         ("DATABASE_URL", "nosuchdb://x", "DATABASE_URL is not a valid database URL"),
     ],
 )
