@@ -1,10 +1,10 @@
-"""Traefik in front of the NLP API, run from the shipped deploy/traefik/ configuration (`make run`, tests).
+"""Traefik in front of the NLP API, run from the shipped deploy/traefik/ configuration (`make run`, tests, bench).
 
-The files are rendered with only the addresses changed: the backoffice's, the
-NLP API's, the entry point's and the API's host name; and the router's TLS
-left out, since the entry point speaks plain HTTP on this machine. Every other
-option is the shipped one, so a test through this gateway fails if the
-shipped configuration is wrong.
+The files are rendered with only the addresses changed: the forward-auth
+address, the NLP API's, the entry point's and the API's host name; and the
+router's TLS left out, since the entry point speaks plain HTTP on this machine.
+Every other option is the shipped one, so a test through this gateway fails if
+the shipped configuration is wrong.
 """
 
 import sys
@@ -27,12 +27,30 @@ def render(name: str, directory: Path, replacements: list[tuple[str, str]]) -> P
 
 def traefik_command(directory: Path, port: int, backoffice_url: str, api_url: str, host: str = "api.example.com") -> list[str]:
     """Traefik listening on 127.0.0.1:`port` for `host`, asking `backoffice_url` about every call to `api_url`."""
-    dynamic = render("dynamic.yml", directory, [
-        ("http://backoffice:8000", backoffice_url),
+    return static_command(directory, port, dynamic_configuration(directory, f"{backoffice_url}/forward-auth", api_url, host))
+
+
+def dynamic_configuration(
+    directory: Path, forward_auth_address: str, api_url: str, host: str = "api.example.com", *, forward_auth: bool = True
+) -> Path:
+    """dynamic.yml, asking `forward_auth_address` about every call to `api_url`.
+
+    forward_auth=False renders a router without the forwardAuth middleware: only for
+    bench/gateway.py's baseline (Traefik's cost without the hop), never to serve the API.
+    """
+    replacements = [
+        ("http://backoffice:8000/forward-auth", forward_auth_address),
         ("http://nlp-api:8080", api_url),
         ("Host(`api.example.com`)", f"Host(`{host}`)"),
         ("      tls: {}\n", ""),
-    ])
+    ]
+    if not forward_auth:
+        replacements.append(('      middlewares: ["nlp-auth"]\n', ""))
+    return render("dynamic.yml", directory, replacements)
+
+
+def static_command(directory: Path, port: int, dynamic: Path) -> list[str]:
+    """Traefik with the shipped traefik.yml, listening on 127.0.0.1:`port` and loading `dynamic`."""
     static = render("traefik.yml", directory, [
         ('":443"', f'"127.0.0.1:{port}"'),
         ("/etc/traefik/dynamic.yml", str(dynamic)),

