@@ -1,15 +1,15 @@
 """The customer journey end to end, in Chromium, with every part real or at its HTTP boundary.
 
-Caddy's forward_auth sends each API call to the backoffice (the live server) and, if
-allowed, to the example NLP API (uvicorn), which reports quantities and releases
-its lease; localstripe (plus the fake in front of it) stands behind billing.
+Traefik, with the shipped deploy/traefik/ configuration (backoffice.gateway, as in
+`make run`), sends each API call to the backoffice's forward-auth (the live server)
+and, if allowed, to the example NLP API (uvicorn), which reports quantities and
+releases its lease; localstripe (plus the fake in front of it) stands behind billing.
 Screenshots of each page, desktop and mobile, go to $SCREENSHOT_DIR (default
 test-artifacts/screenshots), which CI keeps.
 """
 
 import json
 import os
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,9 +19,10 @@ from django.conf import settings as django_settings
 from playwright.sync_api import expect
 
 from accounts.models import User
+from backoffice.gateway import traefik_command
 from conftest import PASSWORD
 from tests.browser.test_shell import sign_up
-from tests.servers import caddy, free_port, running
+from tests.servers import free_port, nlp_api, traefik
 
 # Transactional (a live server or a server process): pytest-django runs these after the others.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -32,23 +33,16 @@ SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR", django_settings.BASE_DIR / "
 
 @pytest.fixture
 def api(tmp_path, live_server, settings, usage_store):
-    """https://api.example.com as deployed: the proxy in front of the example NLP API."""
+    """https://api.example.com as deployed: Traefik in front of the example NLP API."""
     settings.USAGE_SERVICE_TOKEN = SERVICE_TOKEN
-    proxy_port, nlp_port = free_port(), free_port()
-    auth = live_server.url.removeprefix("http://")
-    identity = "X-User-Id X-Plan X-Token-Id X-Request-Id X-Lease-Id"
-    caddyfile = (
-        f"http://127.0.0.1:{proxy_port} {{\n\tforward_auth {auth} {{\n\t\turi /forward-auth\n"
-        f"\t\tcopy_headers {identity}\n\t}}\n\treverse_proxy 127.0.0.1:{nlp_port}\n}}\n"
-    )
-    env = {"PATH": os.environ["PATH"], "BACKOFFICE_URL": live_server.url, "USAGE_SERVICE_TOKEN": SERVICE_TOKEN}
-    uvicorn = [sys.executable, "-m", "uvicorn", "nlp_api.app:app", "--host", "127.0.0.1", "--port", str(nlp_port)]
-    with running(uvicorn, nlp_port, env, cwd=django_settings.BASE_DIR), caddy(tmp_path, caddyfile, proxy_port):
-        yield f"http://127.0.0.1:{proxy_port}"
+    gateway_port, nlp_port = free_port(), free_port()
+    gateway = traefik_command(tmp_path, gateway_port, live_server.url, f"http://127.0.0.1:{nlp_port}", "127.0.0.1")
+    with nlp_api(nlp_port, live_server.url, SERVICE_TOKEN), traefik(gateway, gateway_port, "127.0.0.1"):
+        yield f"http://127.0.0.1:{gateway_port}"
 
 
 def extract(api: str, secret: str, log: list[int]) -> tuple[int, dict, dict]:
-    """POST /v1/entities through the proxy; the status is appended to `log`."""
+    """POST /v1/entities through the gateway; the status is appended to `log`."""
     status, headers, body = _extract(api, secret)
     log.append(status)
     return status, headers, body
@@ -94,7 +88,7 @@ def test_the_customer_journey(page, browser, live_server, api, stripe_server):
     secret = page.locator("#new-secret").inner_text()
     shoot(page, "tokens")
 
-    # Call the API through the proxy until the Free plan's 10 a minute are used up.
+    # Call the API through the gateway until the Free plan's 10 a minute are used up.
     for _ in range(50):  # a new token reaches forward-auth within a second
         status, _, body = extract(api, secret, calls)
         if status != 401:
