@@ -66,15 +66,6 @@ def backoffice(port: int, workers: int = 1, **env: str):
 
 
 @contextmanager
-def caddy(tmp_path: Path, caddyfile: str, port: int):
-    config = tmp_path / "Caddyfile"
-    config.write_text("{\n\tadmin off\n\tauto_https off\n}\n" + caddyfile)
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
-    with running(["caddy", "run", "--config", str(config), "--adapter", "caddyfile"], port, env) as process:
-        yield process
-
-
-@contextmanager
 def traefik(command: list[str], port: int, host: str = "api.example.com"):
     """Traefik run by `command` (from backoffice.gateway), once it routes calls for `host` on `port`:
     it listens before its file provider has loaded the routes, and answers 404 until then."""
