@@ -34,7 +34,7 @@ class LoginThrottleMixin:
     customer out, from anywhere (README, "Login throttling").
     """
 
-    def clean(self):
+    def clean(self) -> dict:
         email = (self.cleaned_data.get("username") or "").lower()
         if not email or not self.cleaned_data.get("password"):
             return super().clean()  # a field error: no password is checked
