@@ -178,8 +178,12 @@ FORWARD_AUTH_REDIS_WAIT = env_float("FORWARD_AUTH_REDIS_WAIT", 1.0)
 # When Redis (counters) or PostgreSQL (tokens, before the first load) is down:
 # false answers 503, true lets calls through unchecked (marked with a header).
 FORWARD_AUTH_FAIL_OPEN = env_bool("FORWARD_AUTH_FAIL_OPEN", False)
-# How often each process looks for token and plan changes (seconds); 0 = never.
+# How often each process reads the change feed for token and plan changes (seconds); 0 = never.
 FORWARD_AUTH_REFRESH_SECONDS = env_float("FORWARD_AUTH_REFRESH_SECONDS", 1.0)
+# Tokens in use kept in memory per process (and as many prefixes known to be no token), and
+# database look-ups of tokens not in memory allowed per second per process.
+FORWARD_AUTH_CACHE_SIZE = env_int("FORWARD_AUTH_CACHE_SIZE", 100_000)
+FORWARD_AUTH_LOOKUPS_PER_SECOND = env_int("FORWARD_AUTH_LOOKUPS_PER_SECOND", 1000)
 # A concurrency lease not released by the upstream expires after this many seconds.
 FORWARD_AUTH_LEASE_TTL = env_float("FORWARD_AUTH_LEASE_TTL", 60.0)
 

@@ -1,13 +1,20 @@
 """The forward-auth decision Traefik asks for on every API call.
 
-Token -> account -> plan are resolved from an in-process snapshot of the
-database, reloaded by a background thread within FORWARD_AUTH_REFRESH_SECONDS
-of any change (PostgreSQL triggers bump the one-row `forward_auth_version`
-table in the same transaction as every write to tokens, users, plans, endpoint
-limits and customers). So a
-warm decision makes no database query: it parses the token, checks its keyed
-hash, takes every applicable window from the counters (usage/limiter.py) and
-hands the call to the usage recorder.
+Each process keeps what a decision needs in memory, sized by what is in use,
+not by how many tokens exist: every plan's rules (a handful), and a bounded
+cache of the tokens being used (credential: keyed hash, account, plan, billing
+period). A token not in the cache is looked up by its prefix on its first call
+(one indexed query), so a new token works at once; prefixes that are no token
+are remembered apart, so a flood of made-up tokens neither queries the
+database on every call (look-ups are also capped per second) nor pushes out
+the tokens in use. A background thread reads the change feed every
+FORWARD_AUTH_REFRESH_SECONDS: PostgreSQL triggers add a row, in the writing
+transaction, for every write that can change a credential or a plan, and the
+thread forgets those credentials (or reloads the plans). The work per change
+is independent of the number of tokens. So a warm decision makes no database
+query: it parses the token, checks its keyed hash, takes every applicable
+window from the counters (usage/limiter.py) and hands the call to the usage
+recorder.
 
 `ForwardAuth.answer(environ)` takes a WSGI environ (Django's `request.META` is
 one) and returns an `Answer`, so the Django view and the lean WSGI entry point
@@ -123,40 +130,57 @@ class Credential:
     digest: bytes
     token_id: int
     account: int
-    plan: PlanRules
+    plan_id: int | None  # None (no customer row yet): the default plan
     period: tuple[float, float] | None  # the customer's billing period, as timestamps
-    identity: tuple[tuple[str, str], ...]  # headers for the upstream
+    identity: tuple[tuple[str, str], ...]  # headers for the upstream (X-Plan is added from the plan)
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    version: int
-    credentials: dict[str, Credential]
+def load_plans() -> tuple[dict[int, PlanRules], PlanRules | None]:
+    """Every plan's rules (a handful), and the default plan's."""
+    plans = {plan.id: PlanRules.of(plan) for plan in Plan.objects.prefetch_related("endpoint_limits")}
+    default = Plan.objects.filter(is_default=True).values_list("id", flat=True).first()
+    return plans, plans.get(default)
 
 
-def current_version() -> int:
+def load_credential(prefix: str) -> Credential | None:
+    """The active token with this prefix, of an active account; None if there is none."""
+    row = ApiToken.objects.active().filter(prefix=prefix, user__is_active=True).values_list(
+        "digest", "id", "user_id",
+        "user__customer__plan_id", "user__customer__current_period_start", "user__customer__current_period_end",
+    ).first()
+    if row is None:
+        return None
+    digest, token_id, user_id, plan_id, period_start, period_end = row
+    period = (period_start.timestamp(), period_end.timestamp()) if period_start and period_end else None
+    return Credential(bytes.fromhex(digest), token_id, user_id, plan_id, period,
+                      (("X-User-Id", str(user_id)), ("X-Token-Id", str(token_id))))
+
+
+# The change feed: triggers (usage migration 0006) add a row naming the token prefix for every
+# write that can change a credential (a token, its account, its customer's plan or period),
+# and one without a prefix when plans change. Rows are read by transaction id: everything from
+# transactions that were still running at the last read (its snapshot's xmin) is read again, so
+# a change whose transaction commits late is never skipped. Applying a change twice is harmless.
+CHANGES_SINCE = """
+WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin)
+SELECT horizon.xmin, change.prefix, change.id IS NOT NULL
+FROM horizon LEFT JOIN forward_auth_change AS change ON change.xid >= %s::xid8
+"""
+FORGET_OLD_CHANGES = "DELETE FROM forward_auth_change WHERE changed_at < now() - INTERVAL '1 day'"
+
+
+def current_horizon() -> str:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT version FROM forward_auth_version")
+        cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
         return cursor.fetchone()[0]
 
 
-def load_snapshot() -> Snapshot:
-    version = current_version()  # read first: a change during the load triggers another load
-    plans = {plan.id: PlanRules.of(plan) for plan in Plan.objects.prefetch_related("endpoint_limits")}
-    default = next((plans[plan_id] for plan_id in Plan.objects.filter(is_default=True).values_list("id", flat=True)), None)
-    credentials = {}
-    rows = ApiToken.objects.active().filter(user__is_active=True).values_list(
-        "prefix", "digest", "id", "user_id",
-        "user__customer__plan_id", "user__customer__current_period_start", "user__customer__current_period_end",
-    )
-    for prefix, digest, token_id, user_id, plan_id, period_start, period_end in rows:
-        plan = plans.get(plan_id, default)
-        if plan is None:
-            continue  # no plan at all (no default plan configured): the token cannot be used
-        period = (period_start.timestamp(), period_end.timestamp()) if period_start and period_end else None
-        identity = (("X-User-Id", str(user_id)), ("X-Plan", plan.slug), ("X-Token-Id", str(token_id)))
-        credentials[prefix] = Credential(bytes.fromhex(digest), token_id, user_id, plan, period, identity)
-    return Snapshot(version, credentials)
+def changes_since(horizon: str) -> tuple[str, set[str | None]]:
+    """The new horizon, and the prefixes changed since `horizon` (None: the plans changed)."""
+    with connection.cursor() as cursor:
+        cursor.execute(CHANGES_SINCE, [horizon])
+        rows = cursor.fetchall()
+    return rows[0][0], {prefix for _, prefix, changed in rows if changed}
 
 
 def normal_path(uri: str) -> str:
@@ -212,10 +236,14 @@ class CalendarMonth:
         return self.start, self.end
 
 
+class LookupBudgetSpent(Exception):
+    """This second's database look-ups of unknown prefixes are used up (a flood of made-up tokens)."""
+
+
 class ForwardAuth:
     def __init__(
         self, counters, *, fail_open: bool, refresh_seconds: float, lease_ttl: float, recorder=recorder, clock=time.time,
-        sole_process: bool = False,
+        sole_process: bool = False, cache_size: int = 100_000, lookups_per_second: int = 1000,
     ):
         self.counters = counters
         self.clock = clock
@@ -223,7 +251,18 @@ class ForwardAuth:
         self.refresh_seconds = refresh_seconds
         self.lease_ttl = lease_ttl
         self.recorder = recorder
-        self.snapshot: Snapshot | None = None
+        self.plans: dict[int, PlanRules] | None = None  # None until the database first answers
+        self.default_plan: PlanRules | None = None
+        # The tokens in use, and prefixes known not to be tokens: bounded, oldest out first, kept
+        # apart so that made-up tokens never push out real ones.
+        self.credentials: dict[str, Credential] = {}
+        self.unknown: dict[str, bool] = {}
+        self.cache_size = cache_size
+        self.lookups_per_second = lookups_per_second
+        self._lookups_left, self._lookups_renew = 0, 0.0
+        self._horizon = ""  # the change feed's read position
+        self._generation = 0  # moves with every change applied: a look-up that raced one is not cached
+        self._cache_lock = threading.Lock()
         self._hash_key = token_hash_key()
         self._month = CalendarMonth()
         self._request_ids = itertools.count()
@@ -232,6 +271,7 @@ class ForwardAuth:
         self._refresher: threading.Thread | None = None
         self._stop = threading.Event()
         self._start_lock = threading.Lock()
+        self._forgotten_at = 0.0
         self.sole_process = sole_process  # must be the only process deciding for this database (memory counters)
         self._sole_process_lock: psycopg.Connection | None = None
 
@@ -246,12 +286,14 @@ class ForwardAuth:
             refresh_seconds=settings.FORWARD_AUTH_REFRESH_SECONDS,
             lease_ttl=settings.FORWARD_AUTH_LEASE_TTL,
             sole_process=in_memory,
+            cache_size=settings.FORWARD_AUTH_CACHE_SIZE,
+            lookups_per_second=settings.FORWARD_AUTH_LOOKUPS_PER_SECOND,
         )
 
-    # The snapshot and its refresher, off the request path.
+    # Plans, the change feed and its reader, off the request path.
 
     def start(self) -> None:
-        """Load the snapshot and start the refresher thread (once). Raises only ImproperlyConfigured."""
+        """Load the plans and start the change feed's reader (once). Raises only ImproperlyConfigured."""
         with self._start_lock:
             if self._started:
                 return
@@ -269,15 +311,34 @@ class ForwardAuth:
             self._sole_process_lock.close()
 
     def refresh(self) -> None:
-        """Load tokens and plans if they changed. Raises ImproperlyConfigured if this process may not decide."""
+        """Apply the changes made since the last refresh. Raises ImproperlyConfigured if this process may not decide."""
         try:
             if self.sole_process and self._sole_process_lock is None:
                 self._sole_process_lock = claim_sole_process()
-            if self.snapshot is None or current_version() != self.snapshot.version:
-                self.snapshot = load_snapshot()
+            if self.plans is None:
+                self._horizon = current_horizon()  # first: changes during the load are read next time
+                self.plans, self.default_plan = load_plans()
+                return
+            horizon, changed = changes_since(self._horizon)
+            if changed:
+                self._forget(changed - {None})
+                if None in changed:
+                    self.plans, self.default_plan = load_plans()
+            self._horizon = horizon
+            if time.monotonic() - self._forgotten_at > 600:
+                self._forgotten_at = time.monotonic()
+                with connection.cursor() as cursor:
+                    cursor.execute(FORGET_OLD_CHANGES)
         except (DatabaseError, psycopg.OperationalError):
-            log.exception("Forward-auth: cannot load tokens and plans; keeping the last snapshot")
+            log.exception("Forward-auth: cannot read tokens and plans; keeping what is known")
             connection.close()  # reconnect on the next attempt
+
+    def _forget(self, prefixes: set[str]) -> None:
+        with self._cache_lock:
+            self._generation += 1
+            for prefix in prefixes:
+                self.credentials.pop(prefix, None)
+                self.unknown.pop(prefix, None)
 
     def _refresh_forever(self) -> None:
         try:
@@ -285,17 +346,40 @@ class ForwardAuth:
                 try:
                     self.refresh()
                     self.counters.sweep(self.clock())
-                except Exception:  # never let the thread die: the snapshot would silently go stale
+                except Exception:  # never let the thread die: credentials would silently go stale
                     log.exception("Forward-auth: refresh failed")
         finally:
             connection.close()  # this thread's own connection
 
+    def _look_up(self, prefix: str) -> Credential | None:
+        """A prefix not in the cache, from the database (a bounded number a second), then cached."""
+        with self._cache_lock:
+            now = time.monotonic()
+            if now >= self._lookups_renew:
+                self._lookups_left, self._lookups_renew = self.lookups_per_second, now + 1.0
+            if self._lookups_left <= 0:
+                raise LookupBudgetSpent
+            self._lookups_left -= 1
+            generation = self._generation
+        try:
+            credential = load_credential(prefix)
+        finally:
+            if not connection.in_atomic_block:  # back to the pool: the lean entry point has no request end to do it
+                connection.close()
+        with self._cache_lock:
+            if generation == self._generation:  # else a change may have come after this read: do not keep it
+                cache = self.credentials if credential else self.unknown
+                if len(cache) >= self.cache_size:
+                    del cache[next(iter(cache))]
+                cache[prefix] = credential or True
+        return credential
+
     # The decision, on the request path.
 
     def answer(self, environ: dict) -> Answer:
-        if self.snapshot is None:
+        if self.plans is None:
             self.start()
-            if self.snapshot is None:  # the database has not answered since this process started
+            if self.plans is None:  # the database has not answered since this process started
                 return Answer(200, [("X-Auth-Unverified", "1")]) if self.fail_open else unavailable("Token store unavailable")
         header = environ.get("HTTP_AUTHORIZATION")
         if not header:
@@ -303,13 +387,24 @@ class ForwardAuth:
         token = bearer_token(header)
         if token is None:
             return MALFORMED_TOKEN
-        credential = self.snapshot.credentials.get(token[:PREFIX_END])
-        if credential is None or not hmac.compare_digest(credential.digest, token_digest(token, self._hash_key)):
-            return UNKNOWN_TOKEN
+        prefix = token[:PREFIX_END]
+        credential = self.credentials.get(prefix)
+        if credential is None:
+            if prefix in self.unknown:
+                return UNKNOWN_TOKEN
+            try:
+                credential = self._look_up(prefix)
+            except LookupBudgetSpent:
+                return unavailable("Too many unknown tokens")
+            except DatabaseError:
+                log.exception("Forward-auth: cannot look up a token")
+                return Answer(200, [("X-Auth-Unverified", "1")]) if self.fail_open else unavailable("Token store unavailable")
+        plan = self.plans.get(credential.plan_id, self.default_plan) if credential else None
+        if plan is None or not hmac.compare_digest(credential.digest, token_digest(token, self._hash_key)):
+            return UNKNOWN_TOKEN  # no such token, a wrong secret, or no plan at all (none is the default)
 
         now = self.clock()
         endpoint = normal_path(environ.get("HTTP_X_FORWARDED_URI", "/"))
-        plan = credential.plan
         windows = plan.windows_for(endpoint)
         period = self._period(credential, now)
         try:
@@ -320,12 +415,13 @@ class ForwardAuth:
                 return unavailable("Rate limiting unavailable")
             # Let through unchecked, but recorded (and so billed) like any call, and marked.
             request_id = self._record(environ, now, credential, endpoint, 200, unchecked=True)
-            return Answer(200, [*credential.identity, ("X-Request-Id", request_id), ("X-RateLimit-Unchecked", "1")])
+            return Answer(200, [*credential.identity, ("X-Plan", plan.slug), ("X-Request-Id", request_id),
+                                ("X-RateLimit-Unchecked", "1")])
 
         request_id = self._record(environ, now, credential, endpoint, 200 if verdict.allowed else 429)
         if not verdict.allowed:
             return self._too_many(windows, period, plan.concurrency, verdict, now)
-        headers = [*credential.identity, ("X-Request-Id", request_id)]
+        headers = [*credential.identity, ("X-Plan", plan.slug), ("X-Request-Id", request_id)]
         if verdict.lease:
             headers.append(("X-Lease-Id", verdict.lease))
         return Answer(200, headers)

@@ -182,11 +182,45 @@ def test_rejected_calls_are_recorded_as_429(auth, secret, recorder):
 
 def test_a_warm_decision_makes_no_database_query(auth, secret, django_assert_num_queries):
     auth.refresh()
+    made_up = "nlp_abcdefgh_" + "x" * 43
+    with django_assert_num_queries(2):  # the first call of each prefix looks it up
+        call(auth, secret)
+        call(auth, made_up)
     with django_assert_num_queries(0):
         for uri in ["/v1/en/entities", "/v1/en/summarization"] * 3:
             call(auth, secret, uri=uri)
-        call(auth, "nlp_abcdefgh_" + "x" * 43)
+        call(auth, made_up)
         call(auth, "garbage")
+
+
+def test_a_new_token_works_on_its_first_call(auth, secret, customer):
+    auth.refresh()
+    assert call(auth, secret).status == 200
+    new_secret = ApiToken.issue(customer, "new")[1]  # no refresh in between
+    assert call(auth, new_secret).status == 200
+
+
+def test_a_flood_of_made_up_tokens_is_looked_up_a_bounded_number_of_times_and_keeps_tokens_in_use(
+    auth, secret, django_assert_max_num_queries
+):
+    auth.lookups_per_second, auth.cache_size = 5, 3
+    auth.refresh()
+    assert call(auth, secret).status == 200
+    with django_assert_max_num_queries(5):
+        statuses = {call(auth, f"nlp_{i:08d}_" + "x" * 43).status for i in range(100)}
+    assert statuses == {401, 503}  # past the look-ups of this second: "try again", never a query
+    assert len(auth.unknown) <= 3 and list(auth.credentials) == [secret[:12]]
+    with django_assert_max_num_queries(0):
+        assert call(auth, secret).status == 200
+
+
+def test_the_tokens_kept_in_memory_are_bounded(auth, customer):
+    Customer.objects.create(user=customer, plan=Plan.objects.create(name="Open", slug="open"))
+    auth.cache_size = 3
+    auth.refresh()
+    secrets = [ApiToken.issue(customer, f"t{i}")[1] for i in range(5)]
+    assert [call(auth, secret).status for secret in secrets * 2] == [200] * 10
+    assert len(auth.credentials) == 3
 
 
 def test_a_plan_change_applies_after_refresh(auth, secret, plan):

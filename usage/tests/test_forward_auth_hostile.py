@@ -65,6 +65,7 @@ def test_500_concurrent_decisions_on_a_healthy_redis_allow_exactly_the_quota(cus
     auth = ForwardAuth.from_settings()  # the configured backend: Redis, as REDIS_URL is set
     assert isinstance(auth.counters, RedisCounters)
     auth.refresh()
+    assert call(auth, secret).status == 200  # the token is looked up once, here, where the test's data is visible
     for burst in range(3):
         auth.counters._redis.flushdb()
         start = threading.Barrier(500)
