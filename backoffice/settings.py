@@ -265,7 +265,8 @@ STORAGES = {
 # Production hardening; `manage.py check --deploy` passes with DEBUG off.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
-SECURE_REDIRECT_EXEMPT = [r"^forward-auth"]  # the proxy calls it on the internal network
+# Machine endpoints, called over plain HTTP on the internal network (Traefik, the model services).
+SECURE_REDIRECT_EXEMPT = [r"^forward-auth$", r"^forward-auth/release$", r"^usage/quantities$"]
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not DEBUG
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = not DEBUG

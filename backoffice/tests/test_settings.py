@@ -1,11 +1,21 @@
 """Settings come from the environment, strictly; production mode passes `check --deploy`."""
 
+import json
 import os
+import re
 import subprocess
 import sys
+import urllib.error
+import urllib.request
+from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
+from django.middleware.security import SecurityMiddleware
+from django.test import RequestFactory
+
+from tests.servers import backoffice, free_port
+from usage.models import Quantity
 
 PRODUCTION = {
     "DEBUG": "0",
@@ -51,3 +61,56 @@ def test_a_malformed_setting_stops_start_up_with_a_message_naming_it(variable, v
     result = manage("check", **{**PRODUCTION, variable: value})
     assert result.returncode != 0
     assert message in result.stderr
+
+
+STACK = (settings.BASE_DIR / "deploy" / "traefik" / "stack.yml").read_text()
+
+
+def stack_setting(name: str) -> str:
+    """A variable of deploy/traefik/stack.yml's environment (each is set once there)."""
+    return re.search(rf"^\s+{name}: (\S+)", STACK, re.MULTILINE).group(1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_production_the_model_services_report_quantities_over_the_internal_network(tmp_path):
+    port = free_port()
+    internal_host = urlsplit(stack_setting("BACKOFFICE_URL")).netloc  # where the stack's nlp-api posts: backoffice:8000
+    production = {"DEBUG": "0", "ALLOWED_HOSTS": stack_setting("ALLOWED_HOSTS"), "USAGE_SERVICE_TOKEN": "service-secret",
+                  "USAGE_JOURNAL_DIR": str(tmp_path)}
+    with backoffice(port, **production):
+        quantities = json.dumps([{"request_id": "call-1", "words": 12, "characters": 80}]).encode()
+        status, _ = fetch(f"http://127.0.0.1:{port}/usage/quantities", quantities, Host=internal_host,
+                          Authorization="Bearer service-secret", **{"Content-Type": "application/json"})
+        page_status, location = fetch(f"http://127.0.0.1:{port}/login/", Host="backoffice.example.com")
+    assert status == 200
+    assert list(Quantity.objects.values_list("request_id", "words", "characters")) == [("call-1", 12, 80)]
+    assert (page_status, location) == (301, "https://backoffice.example.com/login/")
+
+
+def fetch(url: str, body: bytes | None = None, **headers: str) -> tuple[int, str | None]:
+    """The status and Location of a GET (or a POST of `body`), redirects not followed."""
+    opener = urllib.request.build_opener(NoRedirects)
+    try:
+        with opener.open(urllib.request.Request(url, data=body, headers=headers), timeout=10) as response:
+            return response.status, response.headers["Location"]
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Location"]
+
+
+class NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args):
+        return None
+
+
+@pytest.mark.parametrize("path", ["/forward-auth", "/forward-auth/release", "/usage/quantities"])
+def test_machine_endpoints_are_served_over_plain_http_with_the_ssl_redirect_on(path, settings):
+    settings.SECURE_SSL_REDIRECT = True
+    request = RequestFactory().post(path, HTTP_HOST="backoffice:8000")
+    assert SecurityMiddleware(lambda request: None).process_request(request) is None
+
+
+@pytest.mark.parametrize("path", ["/", "/login/", "/usage/", "/admin/", "/forward-auth-elsewhere", "/usage/quantities/x"])
+def test_pages_redirect_to_https(path, settings):
+    settings.SECURE_SSL_REDIRECT = True
+    response = SecurityMiddleware(lambda request: None).process_request(RequestFactory().get(path))
+    assert response.status_code == 301 and response["Location"].startswith("https://")
