@@ -97,6 +97,7 @@ INSTALLED_APPS = [
     "accounts",
     "billing",
     "usage",
+    "backoffice",  # its management commands: run_schedule
 ]
 
 MIDDLEWARE = [
