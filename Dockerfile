@@ -5,7 +5,7 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
-RUN DEBUG=0 SECRET_KEY=build-only DATABASE_URL=postgres://build/none python manage.py collectstatic --noinput -v0
+RUN DEBUG=0 SECRET_KEY=build-only python manage.py collectstatic --noinput -v0
 # Several workers: rate-limit counters must be in Redis (REDIS_URL; the memory backend refuses to start).
 ENV FORWARD_AUTH_BACKEND=redis
 EXPOSE 8000

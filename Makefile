@@ -10,10 +10,14 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
 TIMESCALEDB_CHECK := usage/tests/timescaledb
 
-.PHONY: run test system-packages
+.PHONY: run manage test system-packages
 
 run: $(VENV)/.installed
 	$(PY) -m backoffice.run
+
+# One management command against make run's database: make manage ARGS="changepassword demo@example.com"
+manage: $(VENV)/.installed
+	@$(PY) -m backoffice.run manage $(ARGS)
 
 test: $(VENV)/.installed system-packages $(TIMESCALEDB_CHECK)/node_modules
 	DEBUG=1 DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(VENV)/bin/pytest $(PYTEST_ARGS)
@@ -25,9 +29,17 @@ $(VENV)/.installed: requirements.txt requirements-test.txt
 	touch $@
 
 # Debian packages the tests drive: Chromium (browser tests), Caddy (proxy), wrk (benchmarks).
+SYSTEM_PACKAGES := chromium caddy wrk
+# Installed when missing if we are root (CI); anyone else is told the command to run.
 system-packages:
 	@command -v chromium >/dev/null && command -v caddy >/dev/null && command -v wrk >/dev/null || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium caddy wrk; }
+		if [ "$$(id -u)" -eq 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); \
+		else \
+			printf 'make test needs Debian packages that are missing. Install them, then run it again:\n  %s\n' \
+				"sudo apt-get update && sudo apt-get install -y $(SYSTEM_PACKAGES)" >&2; \
+			exit 1; \
+		fi
 
 # The WASM TimescaleDB that the store's TimescaleDB SQL is checked against (Node.js, npm).
 $(TIMESCALEDB_CHECK)/node_modules: $(TIMESCALEDB_CHECK)/package-lock.json

@@ -10,8 +10,12 @@ Migrates, creates the demo customer and staff user (passwords printed once), giv
 demo customer a fresh "make run" token and prints a ready `curl` through the gateway.
 Ctrl-C (or SIGTERM) stops everything in order: the gateway, the API, the backoffice
 (which flushes its usage events), Valkey, PostgreSQL. Data stays in $DATA_DIR.
+
+`python -m backoffice.run manage <command> [args]` (`make manage ARGS="..."`) runs one
+management command against the same settings and database, e.g. `changepassword`.
 """
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -43,12 +47,8 @@ def main() -> None:
     port, api_port, gateway_port = (int(os.environ.get(name, default)) for name, default in
                                     [("PORT", 8000), ("API_PORT", 8001), ("GATEWAY_PORT", 8080)])
     gateway_url = f"http://127.0.0.1:{gateway_port}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backoffice.settings")
-    os.environ.setdefault("DEBUG", "1")
-    os.environ.setdefault("SECRET_KEY", _kept("secret_key"))
-    os.environ.setdefault("USAGE_SERVICE_TOKEN", _kept("usage_service_token"))
+    _configure()
     os.environ.setdefault("API_BASE_URL", gateway_url)
-    os.environ.setdefault("USAGE_JOURNAL_DIR", str(DATA_DIR / "usage-journal"))
     children: list[subprocess.Popen] = []
     try:
         if not os.environ.get("DATABASE_URL"):
@@ -88,6 +88,28 @@ def main() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the orderly stop short
         for child in reversed(children):
             _terminate(child)
+
+
+def manage(args: list[str]) -> None:
+    """`make manage ARGS="..."`: one management command on make run's settings and database
+    (the embedded PostgreSQL, started for it and stopped after, unless make run holds it too)."""
+    DATA_DIR.mkdir(exist_ok=True)
+    _configure()
+    if not os.environ.get("DATABASE_URL"):
+        with contextlib.redirect_stdout(sys.stderr):  # stdout is the command's (dumpdata...)
+            os.environ["DATABASE_URL"] = _embedded_postgres()
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(["manage.py", *args])
+
+
+def _configure() -> None:
+    """make run's settings, where the environment does not set them."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backoffice.settings")
+    os.environ.setdefault("DEBUG", "1")
+    os.environ.setdefault("SECRET_KEY", _kept("secret_key"))
+    os.environ.setdefault("USAGE_SERVICE_TOKEN", _kept("usage_service_token"))
+    os.environ.setdefault("USAGE_JOURNAL_DIR", str(DATA_DIR / "usage-journal"))
 
 
 def _stop(*_) -> None:
@@ -183,4 +205,7 @@ def _terminate(child: subprocess.Popen) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["manage"]:
+        manage(sys.argv[2:])
+    else:
+        main()

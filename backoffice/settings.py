@@ -137,7 +137,10 @@ TEMPLATES = [
 try:
     # Connections come from the pool below and go back to it after each request (so no
     # conn_max_age); the health check on checkout skips those a database restart killed.
-    DATABASES = {"default": dj_database_url.parse(env("DATABASE_URL"), conn_health_checks=True)}
+    # Without DATABASE_URL, commands that need no database (collectstatic) still run: the
+    # first query stops, saying to set it.
+    DATABASES = {"default": dj_database_url.parse(env("DATABASE_URL"), conn_health_checks=True)
+                 if env("DATABASE_URL", "") else {"ENGINE": "backoffice.no_database"}}
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
 # At most DATABASE_POOL_SIZE connections per process. Two stay with its background threads

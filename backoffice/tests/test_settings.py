@@ -44,6 +44,18 @@ def test_production_mode_refuses_to_start_without_a_secret_key():
     assert "Set the SECRET_KEY environment variable." in result.stderr
 
 
+@pytest.mark.parametrize("command", [["collectstatic", "--noinput", "--dry-run"], ["check", "--deploy", "--fail-level", "WARNING"]])
+def test_commands_that_need_no_database_run_in_production_mode_without_one(command):
+    result = manage(*command, **{**PRODUCTION, "DATABASE_URL": ""})
+    assert result.returncode == 0, result.stderr
+
+
+def test_without_a_database_url_the_first_query_says_what_to_set():
+    result = manage("migrate", **{**PRODUCTION, "DATABASE_URL": ""})
+    assert result.returncode != 0
+    assert "Set the DATABASE_URL environment variable." in result.stderr
+
+
 @pytest.mark.parametrize(
     "variable, value, message",
     [
