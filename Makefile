@@ -28,11 +28,11 @@ $(VENV)/.installed: requirements.txt requirements-test.txt
 	$(PY) -m pip install --quiet -r requirements-test.txt
 	touch $@
 
-# Debian packages the tests drive: Chromium (browser tests), Caddy (proxy), wrk (benchmarks).
-SYSTEM_PACKAGES := chromium caddy wrk
+# Debian packages the tests drive: Chromium (browser tests). The benchmarks install their own (wrk, Go).
+SYSTEM_PACKAGES := chromium
 # Installed when missing if we are root (CI); anyone else is told the command to run.
 system-packages:
-	@command -v chromium >/dev/null && command -v caddy >/dev/null && command -v wrk >/dev/null || \
+	@command -v chromium >/dev/null || \
 		if [ "$$(id -u)" -eq 0 ]; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); \
 		else \
