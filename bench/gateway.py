@@ -7,13 +7,14 @@
     Traefik's own cost).
 
 Each in front of the same trivial upstream (bench/upstream, Go), so the figures measure the gateway
-and its forward-auth hop. Every server (Traefik with GOMAXPROCS=1, the auth service, the upstream)
-runs on CPU 0, wrk on CPU 1 with 32 keep-alive connections: a figure is what one core serves end to
-end. Each figure is the median of three runs after a warm-up (bench/forward_auth.py's `measure`);
-any answer but 200 stops the run. Prints the figures and the ratios ours/Go and ours/no middleware.
+and its forward-auth hop. wrk runs on CPU 1 with 32 keep-alive connections; the servers (Traefik,
+the auth service, the upstream) run first all on CPU 0 (what one core serves end to end: the cost
+of a call), then on both CPUs (the layout of the README's earlier figures). Each figure is the
+median of three runs after a warm-up (bench/forward_auth.py's `measure`); any answer but 200 stops
+the run. Prints the figures and the ratios ours/Go and ours/no middleware, per layout.
 
-Run with `bench/gateway` (installs Go and wrk from Debian if missing). BENCH_DATABASE_URL,
-BENCH_REDIS_URL and BENCH_DURATION (per run, default 5s) override the defaults.
+Run with `bench/gateway` (installs Go and wrk from Debian if missing); about three minutes.
+BENCH_DATABASE_URL, BENCH_REDIS_URL and BENCH_DURATION (per run, default 5s) override the defaults.
 """
 
 import os
@@ -26,53 +27,67 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from backoffice.gateway import dynamic_configuration, static_command  # noqa: E402
-from bench.forward_auth import ANCHOR, CONNECTIONS, measure, server, server_env, setup_database  # noqa: E402
-from tests.servers import free_port, traefik  # noqa: E402
+from bench.forward_auth import ANCHOR, CONNECTIONS, measure, server_env, setup_database  # noqa: E402
+from tests.servers import free_port, running, traefik  # noqa: E402
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 HOST = "127.0.0.1"  # the router's Host rule (as in `make run`): wrk's own Host header matches
 PATH = "/v1/en/entities"  # the bench plan limits this endpoint too (setup_database)
+LAYOUTS = {"servers on CPU 0": "0", "servers on CPUs 0-1": "0,1"}  # wrk: CPU 1
 
 
 def main() -> None:
     token = setup_database()
     call = {"Authorization": f"Bearer {token}"}
     gateway_port, upstream_port, go_port, our_port = free_port(), free_port(), free_port(), free_port()
-    one_core = {"PATH": os.environ["PATH"], "GOMAXPROCS": "1"}
-    ours = {
+    ours_env = {
         **server_env(), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # this virtualenv's granian
         "HOST": "127.0.0.1", "PORT": str(our_port), "WEB_WORKERS": "1", "REDIS_URL": REDIS_URL, "FORWARD_AUTH_BACKEND": "redis",
     }
-
-    @contextmanager
-    def gateway(directory: Path, forward_auth_address: str, forward_auth: bool = True):
-        dynamic = dynamic_configuration(directory, forward_auth_address, f"http://127.0.0.1:{upstream_port}", HOST,
-                                        forward_auth=forward_auth)
-        command = ["taskset", "-c", "0", "env", "GOMAXPROCS=1", *static_command(directory, gateway_port, dynamic)]
-        with traefik(command, gateway_port, HOST):
-            yield
-
+    figures: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        anchor, upstream = Path(tmp) / "seed-go", Path(tmp) / "upstream"
+        directory = Path(tmp)
+        anchor, upstream = directory / "seed-go", directory / "upstream"
         gopath = {"GOPATH": "/usr/share/gocode", "GO111MODULE": "off", "GOCACHE": tmp, "HOME": tmp}
         for binary, source in [(anchor, ANCHOR), (upstream, ROOT / "bench" / "upstream" / "main.go")]:
             subprocess.run(["go", "build", "-o", binary, source], env={**os.environ, **gopath}, check=True)
 
-        with server([upstream], upstream_port, {**one_core, "ADDR": f"127.0.0.1:{upstream_port}"}):
-            with server(["deploy/serve"], our_port, ours), gateway(Path(tmp), f"http://127.0.0.1:{our_port}/forward-auth"):
-                our_rps = measure(gateway_port, PATH, call)
-            go_env = {**one_core, "LIMIT": "1000000000", "ADDR": f"127.0.0.1:{go_port}"}
-            with server([anchor], go_port, go_env), gateway(Path(tmp), f"http://127.0.0.1:{go_port}/"):  # its only route
-                go_rps = measure(gateway_port, PATH, call)
-            with gateway(Path(tmp), "http://127.0.0.1:9/unused", forward_auth=False):
-                bare_rps = measure(gateway_port, PATH, call)
+        for layout, cpus in LAYOUTS.items():
+            go_env = {"PATH": os.environ["PATH"], "GOMAXPROCS": str(len(cpus.split(",")))}
 
-    print(f"Traefik with the shipped configuration; servers on CPU 0, wrk on CPU 1, {CONNECTIONS} connections:")
-    print(f"  forwardAuth to ours (deploy/serve, 1 worker, Redis): {our_rps:10,.0f} calls/s")
-    print(f"  forwardAuth to the seed's Go service:                {go_rps:10,.0f} calls/s")
-    print(f"  no middleware (benchmark-only router):               {bare_rps:10,.0f} calls/s")
-    print(f"ratio ours / Go:             {our_rps / go_rps:.2f}")
-    print(f"ratio ours / no middleware:  {our_rps / bare_rps:.2f}")
+            def on(args: list, port: int, env: dict[str, str]):
+                return running(["taskset", "-c", cpus, *args], port, env, cwd=ROOT)
+
+            @contextmanager
+            def gateway(forward_auth_address: str, forward_auth: bool = True):
+                dynamic = dynamic_configuration(directory, forward_auth_address, f"http://127.0.0.1:{upstream_port}", HOST,
+                                                forward_auth=forward_auth)
+                command = ["taskset", "-c", cpus, "env", f"GOMAXPROCS={go_env['GOMAXPROCS']}",
+                           *static_command(directory, gateway_port, dynamic)]
+                with traefik(command, gateway_port, HOST):
+                    yield
+
+            with on([upstream], upstream_port, {**go_env, "ADDR": f"127.0.0.1:{upstream_port}"}):
+                with on(["deploy/serve"], our_port, ours_env), gateway(f"http://127.0.0.1:{our_port}/forward-auth"):
+                    ours = measure(gateway_port, PATH, call)
+                anchor_env = {**go_env, "LIMIT": "1000000000", "ADDR": f"127.0.0.1:{go_port}"}
+                with on([anchor], go_port, anchor_env), gateway(f"http://127.0.0.1:{go_port}/"):  # its only route
+                    go = measure(gateway_port, PATH, call)
+                with gateway("http://127.0.0.1:9/unused", forward_auth=False):
+                    bare = measure(gateway_port, PATH, call)
+            figures[layout] = {"ours": ours, "go": go, "bare": bare}
+
+    print(f"Calls/s through Traefik with the shipped configuration, wrk on CPU 1, {CONNECTIONS} connections:")
+    print(f"{'':54}" + "".join(f"{layout:>22}" for layout in figures))
+    rows = [
+        ("forwardAuth to ours (deploy/serve, 1 worker, Redis)", lambda f: f"{f['ours']:,.0f}"),
+        ("forwardAuth to the seed's Go service", lambda f: f"{f['go']:,.0f}"),
+        ("no middleware (benchmark-only router)", lambda f: f"{f['bare']:,.0f}"),
+        ("ratio ours / Go", lambda f: f"{f['ours'] / f['go']:.2f}"),
+        ("ratio ours / no middleware", lambda f: f"{f['ours'] / f['bare']:.2f}"),
+    ]
+    for label, value in rows:
+        print(f"{label:54}" + "".join(f"{value(f):>22}" for f in figures.values()))
 
 
 if __name__ == "__main__":
