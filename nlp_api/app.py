@@ -3,8 +3,8 @@
 `POST /v1/entities {"text": "..."}` returns the entities found, with their
 character offsets. A spaCy pipeline that needs no download: a blank English
 pipeline with an entity ruler. The call's identity comes from the headers
-forward-auth added (X-User-Id, X-Plan, X-Request-Id, X-Lease-Id; Traefik and
-Caddy delete any a client sent). It releases the call's concurrency lease
+forward-auth added (X-User-Id, X-Plan, X-Request-Id, X-Lease-Id; Traefik
+deletes any a client sent). It releases the call's concurrency lease
 before answering, whatever happens (a client calling again at once must not
 find its own finished call still in flight), and reports the call's words and
 characters to the backoffice after answering.
