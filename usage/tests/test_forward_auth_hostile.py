@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import OperationalError
 
 from accounts.models import ApiToken
 from billing.models import Customer, Plan
 from tests.servers import backoffice, backoffice_env, free_port, wait_for
+from usage import forward_auth
 from usage.forward_auth import ForwardAuth
-from usage.limiter import RedisCounters
+from usage.limiter import MemoryCounters, RedisCounters
 from usage.models import ApiCall
 from usage.recorder import UsageRecorder
 from usage.tests.conftest import call
@@ -56,6 +58,19 @@ def test_calls_let_through_while_redis_is_down_are_recorded_as_unchecked(secret,
     assert {answer.status for answer in answers} == {200}
     assert [event[6] for event in events] == [dict(answer.headers)["X-Request-Id"] for answer in answers]
     assert all(event[5] == 200 and event[7] is True for event in events)  # status, unchecked
+
+
+def test_a_token_that_cannot_be_looked_up_is_never_let_through_even_failing_open(secret, monkeypatch):
+    """Failing open is for counters that are down; an unverifiable token would let any made-up one pass."""
+    auth = ForwardAuth(MemoryCounters(), fail_open=True, refresh_seconds=0, lease_ttl=30, recorder=UsageRecorder())
+    auth.refresh()
+
+    def database_down(prefix):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(forward_auth, "load_credential", database_down)
+    answer = call(auth, "nlp_madeup00_" + "x" * 43)
+    assert answer.status == 503 and ("X-Auth-Unverified", "1") not in answer.headers
 
 
 def test_500_concurrent_decisions_on_a_healthy_redis_allow_exactly_the_quota(customer):
