@@ -143,7 +143,8 @@ class UsageRecorder:
             self._finalizer.cancel()
             self._finalizer = None
         if self._thread is None:
-            self._flush_or_journal()
+            if self.pending:  # nothing to write: no need to reach the database
+                self._flush_or_journal()
             return
         self._stopping.set()
         self._wake.set()
