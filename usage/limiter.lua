@@ -27,9 +27,19 @@ for i = 1, n do
   local state = redis.call('HMGET', KEYS[i], 'total', 'first')
   local total, first = tonumber(state[1]), tonumber(state[2])
   if total == nil or first == nil or first < start - slots then
-    -- new, or every bucket it holds has left the window
-    redis.call('DEL', KEYS[i])
+    -- new, written before hashes kept a total (count its buckets still in the window once), or
+    -- every bucket it holds has left the window
+    local fields, stale = redis.call('HGETALL', KEYS[i]), {}
     total = 0
+    for j = 1, #fields, 2 do
+      local bucket = tonumber(fields[j])
+      if bucket and bucket >= start and first == nil then
+        total = total + tonumber(fields[j + 1])
+      else
+        stale[#stale + 1] = fields[j]
+      end
+    end
+    if #stale > 0 then redis.call('HDEL', KEYS[i], unpack(stale)) end
     redis.call('HSET', KEYS[i], 'total', total, 'first', start)
     redis.call('EXPIRE', KEYS[i], ARGV[base + 4])  -- a refused call must not leave a key for ever
   elseif first < start then

@@ -127,6 +127,18 @@ def test_redis_counters_are_exact_across_processes():
     assert second.release(lease)
 
 
+def test_redis_counts_written_before_hashes_kept_a_total_still_count():
+    """After the upgrade, the calls already in the window (buckets without a total) are not forgotten."""
+    counters = RedisCounters(settings.REDIS_URL)
+    counters._redis.flushdb()
+    now = 1_000.0  # minute buckets are a second long: bucket 1000
+    counters._redis.hset("rl:{1}:minute", mapping={"999": 3, "900": 2})  # in the window; left it
+    verdict = take(counters, [minute(5)], now)
+    assert verdict.allowed and verdict.counts == [3]
+    assert take(counters, [minute(5)], now).allowed and not take(counters, [minute(5)], now).allowed
+    assert counters._redis.hget("rl:{1}:minute", "900") is None
+
+
 def test_idle_memory_counters_are_forgotten():
     counters = MemoryCounters()
     take(counters, [minute(5)], 10.0, concurrency=3)
