@@ -28,6 +28,23 @@ def wait_for(condition, seconds: float):
     return False
 
 
+class Output:
+    """All a process has printed, read by a thread as it comes (a full pipe would stall the process)."""
+
+    def __init__(self, process: subprocess.Popen):
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=lambda: self._lines.extend(process.stdout), daemon=True)
+        self._reader.start()
+
+    def __call__(self) -> str:
+        return "".join(self._lines)
+
+    def complete(self, seconds: float = 10) -> str:
+        """Everything, once the process has closed its output (it has exited)."""
+        self._reader.join(seconds)
+        return self()
+
+
 @contextmanager
 def running(args: list[str], port: int, env: dict[str, str] | None = None, cwd: Path | None = None):
     process = subprocess.Popen(

@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,7 +17,7 @@ from pathlib import Path
 from django.conf import settings
 
 from backoffice.ports import free_port
-from tests.servers import wait_for
+from tests.servers import Output, wait_for
 
 
 def test_make_run_serves_the_api_through_traefik_counts_the_calls_and_stops_cleanly(tmp_path):
@@ -26,10 +25,7 @@ def test_make_run_serves_the_api_through_traefik_counts_the_calls_and_stops_clea
     env = {"PATH": os.environ["PATH"], "DATA_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1", **ports}
     run = subprocess.Popen([sys.executable, "-m", "backoffice.run"], cwd=settings.BASE_DIR, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(run.stdout), daemon=True)
-    reader.start()
-    output = lambda: "".join(lines)  # noqa: E731
+    output = Output(run)
     try:
         assert wait_for(lambda: "Ctrl-C stops everything" in output() or run.poll() is not None, 180), output()
         assert run.poll() is None, output()
@@ -49,7 +45,7 @@ def test_make_run_serves_the_api_through_traefik_counts_the_calls_and_stops_clea
     finally:
         run.send_signal(signal.SIGINT)  # Ctrl-C
         run.wait(timeout=60)
-        reader.join(timeout=10)
+        output.complete()
     assert run.returncode == 0, output()
     assert "Traceback" not in output() and "ERROR" not in output(), output()
     assert not processes_using(tmp_path), "a process outlived make run"

@@ -5,7 +5,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 from datetime import timedelta
 
 from django.conf import settings
@@ -13,7 +12,7 @@ from django.core.management import get_commands
 
 from backoffice.management.commands import run_schedule
 from backoffice.management.commands.run_schedule import SCHEDULE, Job, Schedule
-from tests.servers import wait_for
+from tests.servers import Output, wait_for
 
 MINUTE = 60
 
@@ -89,10 +88,7 @@ def test_a_failing_job_holds_no_other_back_and_sigterm_stops_the_jobs_and_the_sc
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "backoffice.settings", "PYTHONUNBUFFERED": "1"}
     scheduler = subprocess.Popen([sys.executable, "-c", SCHEDULER], cwd=settings.BASE_DIR, env=env,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(scheduler.stdout), daemon=True)
-    reader.start()
-    output = lambda: "".join(lines)  # noqa: E731
+    output = Output(scheduler)
     try:
         assert wait_for(lambda: output().count("no_such_command finished: exit status 1") >= 2
                         and output().count("check finished: exit status 0") >= 2, 90), output()
@@ -101,7 +97,7 @@ def test_a_failing_job_holds_no_other_back_and_sigterm_stops_the_jobs_and_the_sc
     finally:
         scheduler.send_signal(signal.SIGTERM)
         scheduler.wait(timeout=30)
-        reader.join(timeout=10)
+        output.complete()
     assert scheduler.returncode == 0, output()
     assert output().rstrip().endswith("Scheduler stopped"), output()
     assert "Traceback" not in output(), output()
