@@ -180,8 +180,7 @@ class UsageRecorder:
         """Write the journal and every buffered event; False if the database refused."""
         with self._lock:
             try:
-                if self._database is None:
-                    self._database = database_id()
+                self._known_database()
                 self._replay_journal()
                 while self._failed or self._events:
                     if not self._failed:
@@ -304,13 +303,18 @@ class UsageRecorder:
             return header["database"] == self._database
         return header.get("target") == database_target()
 
+    def _known_database(self) -> str:
+        """This database's id, asked once (journals are replayed only into their own database)."""
+        if self._database is None:
+            self._database = database_id()
+        return self._database
+
     def journal_files(self) -> list[Path]:
         return sorted(self.journal_dir.glob("*.jsonl")) if self.journal_dir.is_dir() else []
 
     def foreign_journals(self) -> list[tuple[Path, dict | None]]:
         """Journal files meant for another database (or unmarked), with their headers: kept, never replayed here."""
-        if self._database is None:
-            self._database = database_id()
+        self._known_database()
         foreign = []
         for path in self.journal_files():
             with path.open() as journal:
