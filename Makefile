@@ -9,6 +9,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/backoffice
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
 TIMESCALEDB_CHECK := usage/tests/timescaledb
+BROWSER_TESTS := tests/browser
 
 .PHONY: run manage test system-packages
 
@@ -19,7 +20,7 @@ run: $(VENV)/.installed
 manage: $(VENV)/.installed
 	@$(PY) -m backoffice.run manage $(ARGS)
 
-test: $(VENV)/.installed system-packages $(TIMESCALEDB_CHECK)/node_modules
+test: $(VENV)/.installed system-packages $(TIMESCALEDB_CHECK)/node_modules $(BROWSER_TESTS)/node_modules
 	DEBUG=1 DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 $(VENV)/.installed: requirements.txt requirements-test.txt
@@ -44,4 +45,9 @@ system-packages:
 # The WASM TimescaleDB that the store's TimescaleDB SQL is checked against (Node.js, npm).
 $(TIMESCALEDB_CHECK)/node_modules: $(TIMESCALEDB_CHECK)/package-lock.json
 	npm ci --prefix $(TIMESCALEDB_CHECK) --no-audit --no-fund --silent
+	touch $@
+
+# axe-core, which the browser tests inject into each page to check its accessibility.
+$(BROWSER_TESTS)/node_modules: $(BROWSER_TESTS)/package-lock.json
+	npm ci --prefix $(BROWSER_TESTS) --no-audit --no-fund --silent
 	touch $@
