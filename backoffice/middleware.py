@@ -4,6 +4,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import resolve_url
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.cache import add_never_cache_headers, patch_vary_headers
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -19,7 +20,8 @@ class HtmxPageMiddleware:
     ids that htmx swaps (`hx-target="#usage-report"` -> partial `usage-report`);
     a history restore (htmx re-fetching a page it no longer has cached) gets the
     full page. A session that expired during an htmx request sends the browser
-    to the login page instead of swapping the login form into the content area.
+    to the login page (ours or the admin's, for staff pages) as a full page,
+    instead of swapping the login form into the page it left.
     A page that htmx must not keep in its history (hx-history="false": a token's
     secret) is kept by no browser cache either (no-store).
     """
@@ -47,7 +49,7 @@ class HtmxPageMiddleware:
 
     @staticmethod
     def _is_login_redirect(response: HttpResponse) -> bool:
-        return response["Location"].split("?")[0] == resolve_url(settings.LOGIN_URL)
+        return urlsplit(response["Location"]).path in (resolve_url(settings.LOGIN_URL), reverse("admin:login"))
 
 
 class ContentSecurityPolicyMiddleware:

@@ -32,7 +32,8 @@
     showAlert("The server could not be reached. Check your connection and try again.");
   });
   document.addEventListener("htmx:afterSettle", function (event) {
-    if (event.detail.target.id !== "content") return;
+    // event.target, not event.detail.target: a history restore settles with no detail.target.
+    if (event.target.id !== "content") return;
     const heading = document.querySelector("#content h1");
     if (heading) document.title = `${heading.textContent.trim()} · NLP API`;
     markCurrentPage();

@@ -65,6 +65,17 @@ def test_an_expired_session_during_htmx_sends_the_browser_to_login(client, db):
     assert response.content == b""
 
 
+def test_an_expired_staff_session_during_htmx_sends_the_browser_to_the_admin_login(client, db):
+    response = client.get(reverse("usage_overview"), {"range": "30d"}, **HTMX)
+    assert response.status_code == 200
+    assert response["HX-Redirect"] == f"{reverse('admin:login')}?next=/staff/usage/%3Frange%3D30d"
+
+
+def test_other_redirects_during_htmx_are_left_to_htmx(customer_client):
+    response = customer_client.get(reverse("signup"), **HTMX)  # signed in: sign-up redirects to the dashboard
+    assert response.status_code == 302 and response["Location"] == reverse("dashboard")
+
+
 def test_a_page_without_a_fragment_falls_back_to_the_full_page(staff_client):
     response = staff_client.get(reverse("admin:index"), **HTMX)
     assert response.status_code == 200

@@ -84,6 +84,63 @@ def test_a_session_that_expired_leads_to_the_login_page(page, transactional_db):
     expect(page.get_by_role("heading", level=1)).to_have_text("Log in")
 
 
+# A mark on the current document: gone once the browser has loaded another one.
+MARK_DOCUMENT = "window.markedDocument = true"
+DOCUMENT_MARKED = "window.markedDocument === true"
+
+
+def log_in(page, email):
+    page.goto("/login/")
+    page.get_by_label("E-mail address").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url("/")
+
+
+def test_a_staff_session_that_expired_leads_to_the_admin_login_page(page, staff_user):
+    log_in(page, staff_user.email)
+    page.context.clear_cookies()
+    page.evaluate(MARK_DOCUMENT)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Usage overview").click()
+    expect(page).to_have_url("/admin/login/?next=/staff/usage/")
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    assert page.evaluate(DOCUMENT_MARKED) is False  # a page load, not the admin's login swapped into ours
+
+
+@pytest.mark.parametrize("who", ["customer", "staff"])
+def test_switching_the_range_after_the_session_expired_leads_to_the_login_page(page, customer, staff_user, who):
+    if who == "staff":
+        log_in(page, staff_user.email)
+        page.goto(f"/staff/usage/{customer.pk}/")
+        login_url = f"/admin/login/?next=/staff/usage/{customer.pk}/%3Frange%3D30d"
+    else:
+        log_in(page, customer.email)
+        page.goto("/usage/")
+        login_url = "/login/?next=/usage/%3Frange%3D30d"
+    page.context.clear_cookies()
+    page.evaluate(MARK_DOCUMENT)
+    page.get_by_role("link", name="30 days").click()
+    expect(page).to_have_url(login_url)
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    assert page.evaluate(DOCUMENT_MARKED) is False  # a page load, not the login page swapped into the report
+
+
+def test_back_and_forward_raise_no_javascript_error(page):
+    errors = []
+    page.on("pageerror", lambda error: errors.append(error))
+    sign_up(page)
+    nav = page.get_by_role("navigation", name="Main")
+    for name in ["Account", "Dashboard"]:
+        nav.get_by_role("link", name=name).click()
+        expect(page.get_by_role("heading", level=1)).to_have_text(name)
+    for step, heading in [(page.go_back, "Account"), (page.go_back, "API tokens"), (page.go_forward, "Account"), (page.go_forward, "Dashboard")]:
+        step()
+        expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+        expect(page).to_have_title(f"{heading} · NLP API")
+        expect(nav.get_by_role("link", name=heading)).to_have_attribute("aria-current", "page")
+    assert errors == []
+
+
 def test_calls_made_with_a_new_token_show_up_on_the_usage_page(page, live_server, transactional_db):
     sign_up(page)
     page.get_by_label("Name").fill("production")
