@@ -4,6 +4,7 @@ from contextlib import suppress
 from django import forms
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
 from django.core.cache import cache
 
@@ -11,7 +12,17 @@ from accounts.models import ApiToken, SupportMessage, User
 from backoffice.proxy import client_ip
 
 
-class SignupForm(BaseUserCreationForm):
+class PasswordRulesUnderPassword:
+    """Django puts a password its validators refuse (too short, too common) under the confirmation field;
+    those errors are about the password, so they go under it. A mismatch stays under the confirmation."""
+
+    PASSWORD_FIELD = {"password2": "password1", "new_password2": "new_password1"}
+
+    def validate_password_for_user(self, user, password_field_name="password2"):
+        super().validate_password_for_user(user, self.PASSWORD_FIELD[password_field_name])
+
+
+class SignupForm(PasswordRulesUnderPassword, BaseUserCreationForm):
     class Meta:
         model = User
         fields = ["email"]
@@ -21,6 +32,20 @@ class SignupForm(BaseUserCreationForm):
         if User.objects.filter(email=email).exists():
             raise forms.ValidationError("An account with this e-mail address already exists.")
         return email
+
+
+class PasswordChangeForm(PasswordRulesUnderPassword, auth_forms.PasswordChangeForm):
+    pass
+
+
+class SetPasswordForm(PasswordRulesUnderPassword, auth_forms.SetPasswordForm):
+    pass
+
+
+class PasswordResetForm(auth_forms.PasswordResetForm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["email"].label = "E-mail address"  # as on the other forms (the user model's field)
 
 
 class LoginThrottleMixin:

@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from accounts import views
-from accounts.forms import ThrottledAuthenticationForm
+from accounts.forms import PasswordChangeForm, PasswordResetForm, SetPasswordForm, ThrottledAuthenticationForm
 
 urlpatterns = [
     path("signup/", views.signup, name="signup"),
@@ -15,11 +15,15 @@ urlpatterns = [
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/", views.account, name="account"),
-    path("account/password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("account/password/", auth_views.PasswordChangeView.as_view(form_class=PasswordChangeForm), name="password_change"),
     path("account/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
-    path("password-reset/", auth_views.PasswordResetView.as_view(), name="password_reset"),
+    path("password-reset/", auth_views.PasswordResetView.as_view(form_class=PasswordResetForm), name="password_reset"),
     path("password-reset/sent/", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
-    path("password-reset/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(), name="password_reset_confirm"),
+    path(
+        "password-reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(form_class=SetPasswordForm),
+        name="password_reset_confirm",
+    ),
     path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("support/", views.support, name="support"),
     path("tokens/", views.tokens, name="tokens"),
