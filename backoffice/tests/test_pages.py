@@ -1,5 +1,7 @@
 """Every page answers a full page, its fragment to htmx, and the full page to a history restore."""
 
+from html.parser import HTMLParser
+
 import pytest
 from django.urls import reverse
 
@@ -95,6 +97,20 @@ def test_navigation_links_exist_only_for_pages_that_exist(customer_client):
         url = reverse(name)
         assert f'href="{url}" hx-get="{url}"' in html
     assert reverse("admin:index") not in html  # staff only
+
+
+def test_links_in_a_page_navigate_with_htmx_as_the_nav_does(client, page_url):
+    links = []
+
+    class Links(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag == "a":
+                links.append(dict(attrs))
+
+    Links().feed(client.get(page_url, **HTMX).content.decode())
+    for link in links:
+        if link["href"].startswith("/") and "download" not in link:
+            assert (link.get("hx-get"), link.get("hx-target"), link.get("hx-push-url")) == (link["href"], "#content", "true"), link
 
 
 def test_unknown_urls_get_404_not_500(customer_client):
