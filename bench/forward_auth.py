@@ -2,7 +2,9 @@
 
 Both servers run pinned to CPU 0 (Go with GOMAXPROCS=1; ours: the production
 command deploy/serve with one worker); wrk runs on CPU 1 with 32 keep-alive
-connections; each figure is the median of three runs. Ours checks every window
+connections; each figure is the median of three runs. The anchor's logic as a
+bare WSGI callable under granian (bench/anchor_wsgi.py) shows what Python itself
+reaches here, before any work of ours. Ours checks every window
 of a plan (minute, hour, day, month and an endpoint limit), verifies the
 token's HMAC and records usage on every call.
 
@@ -115,6 +117,11 @@ def main() -> None:
 
         with server([anchor], GO_PORT, go_env):
             go_rps = measure(*go_call)
+        # Python's ceiling here: the anchor's logic as a bare WSGI callable, served as ours is.
+        granian = ["granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(OUR_PORT), "--workers", "1",
+                   "--blocking-threads", "4", "bench.anchor_wsgi:application"]
+        with server(granian, OUR_PORT, {**our_env, "LIMIT": "1000000000"}):
+            ceiling_rps = measure(OUR_PORT, "/", {"Authorization": token})
         # The decision alone: usage appended to the in-memory buffer, the flusher idle, no changes.
         buffered = {**our_env, "USAGE_FLUSH_SECONDS": "3600", "USAGE_FLUSH_BATCH": str(10**9)}
         with server(ours, OUR_PORT, buffered):
@@ -128,6 +135,7 @@ def main() -> None:
 
     tokens = int(os.environ.get("BENCH_TOKENS", 1_000_000))
     print(f"seed Go service (1 core):                      {go_rps:10,.0f} calls/s")
+    print(f"the anchor's logic in bare Python (ceiling):  {ceiling_rps:10,.0f} calls/s  ({ceiling_rps / go_rps:.2f} of Go)")
     print(f"ours, the decision alone (usage buffered):     {alone_rps:10,.0f} calls/s  ({alone_rps / go_rps:.2f} of Go)")
     print(f"ours, {tokens:,} tokens, usage written, 10 changes/s: {our_rps:10,.0f} calls/s")
     print(f"ratio ours / Go, the real figure:              {our_rps / go_rps:10.2f}   (goal: at least 0.60)")

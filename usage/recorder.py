@@ -60,17 +60,21 @@ UPDATE accounts_apitoken AS token SET last_used = used.last
 FROM (SELECT token_id, to_timestamp(max(epoch)) AS last FROM api_calls_staging GROUP BY token_id) AS used
 WHERE token.id = used.token_id AND (token.last_used IS NULL OR token.last_used < used.last)
 """
-# Quantities reported for calls already stored; the time bound lets TimescaleDB skip old chunks.
+# Quantities reported for calls already stored, then those reported for a call that never reached
+# the store. The constant lower bound on time lets TimescaleDB skip old chunks (a bound inside the
+# join condition cannot); the delete joins on the merged ids (`IN (SELECT ...)` beside an OR is
+# checked row by row against them all: 35 s for 20,000 reports).
 MERGE_QUANTITIES = """
 WITH merged AS (
     UPDATE api_calls AS call SET words = quantity.words, characters = quantity.characters
     FROM usage_quantity AS quantity
     WHERE call.request_id = quantity.request_id AND call.time > quantity.received - INTERVAL '1 day'
+      AND call.time > (SELECT min(received) FROM usage_quantity) - INTERVAL '1 day'
+      AND EXISTS (SELECT FROM usage_quantity)  -- else PostgreSQL still reads api_calls through
     RETURNING quantity.request_id
 )
-DELETE FROM usage_quantity
-WHERE request_id IN (SELECT request_id FROM merged)
-   OR received < now() - INTERVAL '7 days'  -- reported for a call that never reached the store
+DELETE FROM usage_quantity AS quantity USING merged WHERE quantity.request_id = merged.request_id;
+DELETE FROM usage_quantity WHERE received < now() - INTERVAL '7 days'
 """
 MAX_BACKOFF = 30.0
 # Refused for what it holds, not because the database is unreachable: splitting the batch isolates the event.

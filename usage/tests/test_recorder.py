@@ -2,10 +2,12 @@
 
 import json
 import uuid
+from datetime import timedelta
 
 import psycopg
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from accounts.models import ApiToken
 from tests.servers import wait_for
@@ -62,6 +64,21 @@ def test_quantities_reported_before_or_after_the_event_are_merged_exactly(record
     assert recorder.flush()
     assert totals() == totals(DailyUsage) == {"requests": 4, "errors": 0, "words": 15, "characters": 100}
     assert list(Quantity.objects.values_list("request_id", flat=True)) == ["req-unknown"]
+
+
+def test_a_report_whose_call_never_arrives_is_dropped_after_seven_days(recorder):
+    Quantity.objects.create(request_id="req-lost", words=1, characters=1)
+    Quantity.objects.create(request_id="req-late", words=1, characters=1)
+    Quantity.objects.filter(request_id="req-lost").update(received=timezone.now() - timedelta(days=8))
+    assert recorder.flush()
+    assert list(Quantity.objects.values_list("request_id", flat=True)) == ["req-late"]
+
+
+def test_the_stores_connections_do_not_compile_queries(db):
+    """PostgreSQL's JIT took 100-300 ms to compile the flusher's merge, which then ran in 2."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
 
 
 def test_flushing_records_when_each_token_was_last_used(recorder, customer):
