@@ -42,23 +42,20 @@ from django.db import DatabaseError, connection, transaction
 
 log = logging.getLogger(__name__)
 
-COLUMNS = "epoch, account_id, token_id, endpoint, method, status, request_id, unchecked"
-COLUMN_TYPES = ["float8", "int8", "int8", "text", "text", "int2", "text", "bool"]
+COLUMNS = "time, account_id, token_id, endpoint, method, status, request_id, unchecked"
+COLUMN_TYPES = ["timestamptz", "int8", "int8", "text", "text", "int2", "text", "bool"]
+COPY_CALLS = f"COPY api_calls ({COLUMNS}) FROM STDIN (FORMAT BINARY)"
+# The slower way, for a batch holding an id already stored: through a staging table, skipping those.
 STAGING = """
-CREATE TEMP TABLE IF NOT EXISTS api_calls_staging (
-    epoch float8, account_id bigint, token_id bigint, endpoint text, method text, status smallint, request_id text,
-    unchecked boolean
-) ON COMMIT DELETE ROWS
+CREATE TEMP TABLE IF NOT EXISTS api_calls_staging (LIKE api_calls INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
 """
-INSERT = """
-INSERT INTO api_calls (time, account_id, token_id, endpoint, method, status, request_id, unchecked)
-SELECT to_timestamp(epoch), account_id, token_id, endpoint, method, status, request_id, unchecked FROM api_calls_staging
-ON CONFLICT DO NOTHING
-"""
+COPY_STAGING = f"COPY api_calls_staging ({COLUMNS}) FROM STDIN (FORMAT BINARY)"
+INSERT_STAGED = f"INSERT INTO api_calls ({COLUMNS}) SELECT {COLUMNS} FROM api_calls_staging ON CONFLICT DO NOTHING"
+# A hand-off to the accounts app's table: each token's last call of the batch.
 TOKENS_LAST_USED = """
-UPDATE accounts_apitoken AS token SET last_used = used.last
-FROM (SELECT token_id, to_timestamp(max(epoch)) AS last FROM api_calls_staging GROUP BY token_id) AS used
-WHERE token.id = used.token_id AND (token.last_used IS NULL OR token.last_used < used.last)
+UPDATE accounts_apitoken AS token SET last_used = to_timestamp(used.last)
+FROM unnest(%s::bigint[], %s::float8[]) AS used (token_id, last)
+WHERE token.id = used.token_id AND (token.last_used IS NULL OR token.last_used < to_timestamp(used.last))
 """
 # Quantities reported for calls already stored, then those reported for a call that never reached
 # the store. The constant lower bound on time lets TimescaleDB skip old chunks (a bound inside the
@@ -247,14 +244,19 @@ class UsageRecorder:
 
     @staticmethod
     def _write(events: list[tuple]) -> None:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(STAGING)
-            with cursor.copy(f"COPY api_calls_staging ({COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(COLUMN_TYPES)
-                for event in events:
-                    copy.write_row(event)
-            cursor.execute(INSERT)
-            cursor.execute(TOKENS_LAST_USED)
+        """Straight into api_calls with COPY (half PostgreSQL's work of the staging table's way), or,
+        if an id is already stored (a batch retried after a failure whose outcome was unclear, a
+        journal replayed twice), through the staging table, skipping the ids already stored."""
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                copy_events(cursor, COPY_CALLS, events)
+                cursor.execute(TOKENS_LAST_USED, last_used(events))
+        except psycopg.errors.UniqueViolation:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(STAGING)
+                copy_events(cursor, COPY_STAGING, events)
+                cursor.execute(INSERT_STAGED)
+                cursor.execute(TOKENS_LAST_USED, last_used(events))
 
     # The journal: files of JSON lines, a header naming the database, then one event a line.
 
@@ -326,6 +328,33 @@ class UsageRecorder:
             if not self._owns(header):
                 foreign.append((path, header))
         return foreign
+
+
+class EpochDumper(psycopg.adapt.Dumper):
+    """A Unix timestamp (an event's time) as a binary timestamptz: microseconds since 2000-01-01 UTC."""
+
+    format = psycopg.pq.Format.BINARY
+    oid = psycopg.postgres.types["timestamptz"].oid
+
+    def dump(self, epoch: float) -> bytes:
+        return round((epoch - 946_684_800) * 1_000_000).to_bytes(8, "big", signed=True)  # OverflowError: a data error
+
+
+def copy_events(cursor, statement: str, events: list[tuple]) -> None:
+    cursor.adapters.register_dumper(float, EpochDumper)  # this cursor's only: its timestamptz columns take epochs
+    with cursor.copy(statement) as copy:
+        copy.set_types(COLUMN_TYPES)
+        for event in events:
+            copy.write_row(event)
+
+
+def last_used(events: list[tuple]) -> tuple[list[int], list[float]]:
+    """Each token's last call in these events, as two arrays (ids, times)."""
+    last: dict[int, float] = {}
+    for time_, _, token, *_ in events:
+        if token is not None and time_ > last.get(token, 0):
+            last[token] = time_
+    return list(last), list(last.values())
 
 
 def database_target() -> str:

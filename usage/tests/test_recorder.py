@@ -201,7 +201,7 @@ def test_an_event_refused_for_a_reason_python_cannot_foresee_is_isolated_by_spli
         with connection.cursor() as cursor:
             cursor.execute("ALTER TABLE api_calls DROP CONSTRAINT no_evil")
     assert ApiCall.objects.count() == 4999
-    assert DeadLetter.objects.get().error.startswith("IntegrityError")
+    assert "no_evil" in DeadLetter.objects.get().error  # the constraint that refused it
 
 
 def test_poison_in_a_journal_is_set_aside_and_the_good_events_replayed(tmp_path, usage_store):
