@@ -5,10 +5,10 @@ unchecked), `time` a Unix timestamp, `unchecked` true for a call let through
 while the counters were down. Its text fields are made storable where the
 event is made (`storable()`). `record()` is one deque append: it never blocks
 and never fails. The flusher wakes every USAGE_FLUSH_SECONDS (or as soon as
-USAGE_FLUSH_BATCH events wait), COPYs them into a staging table and inserts
-them into api_calls, skipping request ids already there, so a batch retried
-after an unclear failure counts once. Then it merges the quantities the model
-services reported (usage/views.py) into their events.
+USAGE_FLUSH_BATCH events wait) and COPYs them into api_calls; a batch holding
+a request id already stored (retried after an unclear failure) goes through a
+staging table that skips those ids, so it counts once. Then it merges the
+quantities the model services reported (usage/views.py) into their events.
 
 While the database is down the flusher retries with backoff, keeps at most
 USAGE_MEMORY_LIMIT events in memory and appends the rest to a journal in
