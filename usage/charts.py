@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
+from itertools import count
 
 from django.utils.safestring import SafeString, mark_safe
 
@@ -11,8 +12,10 @@ from usage.queries import Range, fetch, series_sql
 PALETTE = ["#2350c8", "#d55e00", "#009e73", "#cc3d8f", "#6a51a3", "#8c6d31", "#00838f"]
 OTHER = "other endpoints"
 MAX_SERIES = len(PALETTE) - 1  # the rest is grouped as OTHER
-WIDTH, HEIGHT = 720, 220
-LEFT, RIGHT, TOP, BOTTOM = 52, 8, 10, 26
+# Pixels. Widths are only the natural size where no stylesheet sizes the chart (the admin): app.css makes the plot fluid.
+AXIS_WIDTH, PLOT_WIDTH, HEIGHT = 44, 676, 220
+TOP, BOTTOM = 10, 26
+MAX_X_LABELS = 8  # on narrow screens app.css hides every other one
 
 
 def compact(number: int) -> str:
@@ -22,14 +25,12 @@ def compact(number: int) -> str:
     return str(number)
 
 
-def nice_ceiling(value: int) -> int:
-    """The smallest of 1, 2, 2.5, 5 x 10^n at least `value` (and at least 4, for 4 ticks)."""
-    magnitude = 1
-    while True:
-        for factor in (1, 2, 2.5, 5):
-            if factor * magnitude >= max(value, 4):
-                return int(factor * magnitude)
-        magnitude *= 10
+def y_axis(maximum: int, intervals: int = 4) -> list[int]:
+    """Ticks from 0 up to the first at or past `maximum`, at most `intervals` apart, a round step (1, 2 or 5 x 10^n) each."""
+    steps = (factor * 10**power for power in count() for factor in (1, 2, 5))
+    step = next(step for step in steps if step * intervals >= maximum)
+    top = -(-max(maximum, 1) // step) * step  # ceiling
+    return list(range(0, top + 1, step))
 
 
 @dataclass
@@ -42,71 +43,75 @@ class Segment:
 
 @dataclass
 class Bar:
-    x: float
-    width: float
+    x: float  # percent of the plot's width
+    width: float  # percent
     segments: list[Segment]
 
 
 @dataclass
-class Chart:  # coordinates are rounded to 0.1 px here: templates print them as they are
+class Chart:  # coordinates are rounded here: templates print them as they are
     title: str
     unit: str
     bars: list[Bar]
     y_ticks: list[tuple[float, str]]
-    x_labels: list[tuple[float, str]]
+    x_labels: list[tuple[float, str, bool]]  # (percent, label, shown on narrow screens too)
     legend: list[tuple[str, str]]
+    rows: list[tuple[str, list[int], int]]  # the values drawn: (period, per series, total)
     total: int
-    width: int = WIDTH
-    height: int = HEIGHT
 
     def svg(self) -> SafeString:
-        """The chart as inline SVG: gridlines with values, stacked bars with their values on hover, labels.
+        """The chart as inline SVG: an axis of values, then the plot (gridlines, stacked bars with their values on hover, labels).
 
-        Built here rather than in a template loop: a year's chart has hundreds of
-        bars, and string formatting is a hundred times cheaper than template nodes.
+        Nothing is scaled to fit: x is in percent of the plot's width and y in
+        pixels, so labels keep their size at every width. Built here rather than
+        in a template loop: a chart has up to hundreds of bars, and string
+        formatting is a hundred times cheaper than template nodes.
         """
-        parts = [
-            # Its natural size where no stylesheet sizes it (the admin); app.css makes it fluid.
-            f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img" '
-            f'aria-label="{escape(self.title)} per period, stacked by endpoint; exact values in the table below">'
-        ]
+        parts = [f'<svg class="y-axis" width="{AXIS_WIDTH}" height="{HEIGHT}" font-size="12" aria-hidden="true">']
         for y, label in self.y_ticks:
-            parts.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y}" y2="{y}"/>')
-            parts.append(f'<text class="axis" x="{LEFT - 6}" y="{y}" text-anchor="end" dominant-baseline="middle">{label}</text>')
+            parts.append(f'<text class="axis" x="{AXIS_WIDTH - 6}" y="{y}" text-anchor="end" dominant-baseline="middle">{label}</text>')
+        parts.append("</svg>")
+        parts.append(
+            f'<svg class="plot" width="{PLOT_WIDTH}" height="{HEIGHT}" font-size="12" role="img" '
+            f'aria-label="{escape(self.title)} per period, stacked by endpoint; the values are in the table after the chart">'
+        )
+        parts.extend(f'<line class="grid" x1="0" x2="100%" y1="{y}" y2="{y}"/>' for y, _ in self.y_ticks)
         for bar in self.bars:
             for segment in bar.segments:
                 parts.append(
-                    f'<rect x="{bar.x}" y="{segment.y}" width="{bar.width}" height="{segment.height}" '
+                    f'<rect x="{bar.x}%" y="{segment.y}" width="{bar.width}%" height="{segment.height}" '
                     f'fill="{segment.color}"><title>{escape(segment.title)}</title></rect>'
                 )
-        for x, label in self.x_labels:
-            parts.append(f'<text class="axis" x="{x}" y="{HEIGHT - 8}" text-anchor="middle">{escape(label)}</text>')
+        for x, label, on_narrow in self.x_labels:
+            narrow = "" if on_narrow else " wide-only"
+            parts.append(f'<text class="axis{narrow}" x="{x}%" y="{HEIGHT - 8}" text-anchor="middle">{escape(label)}</text>')
         parts.append("</svg>")
         return mark_safe("".join(parts))
 
 
 def stacked_bars(title: str, unit: str, labels: list[str], series: dict[str, list[int]], colors: dict[str, str]) -> Chart:
     totals = [sum(values) for values in zip(*series.values())] or [0] * len(labels)
-    top = nice_ceiling(max(totals, default=0))
+    ticks = y_axis(max(totals, default=0))
     plot_height = HEIGHT - TOP - BOTTOM
-    slot = (WIDTH - LEFT - RIGHT) / max(len(labels), 1)
+    slot = 100 / max(len(labels), 1)
     bars = []
     for i, label in enumerate(labels):
         y, segments = HEIGHT - BOTTOM, []
         for name, values in series.items():
             if values[i]:
-                height = values[i] / top * plot_height
+                height = values[i] / ticks[-1] * plot_height
                 y -= height
                 segments.append(Segment(round(y, 1), round(height, 1), colors[name], f"{label} · {name}: {values[i]:,} {unit}"))
-        bars.append(Bar(round(LEFT + i * slot + slot * 0.15, 1), round(slot * 0.7, 1), segments))
-    every = max(1, round(len(labels) / 8))
+        bars.append(Bar(round(i * slot + slot * 0.15, 2), round(slot * 0.7, 2), segments))
+    every = -(-len(labels) // MAX_X_LABELS)  # ceiling
     return Chart(
         title=title,
         unit=unit,
         bars=bars,
-        y_ticks=[(round(HEIGHT - BOTTOM - plot_height * k / 4, 1), compact(top * k // 4)) for k in range(5)],
-        x_labels=[(round(LEFT + i * slot + slot / 2, 1), label) for i, label in enumerate(labels) if i % every == 0],
+        y_ticks=[(round(HEIGHT - BOTTOM - plot_height * tick / ticks[-1], 1), compact(tick)) for tick in ticks],
+        x_labels=[(round(i * slot + slot / 2, 2), label, i % (2 * every) == 0) for i, label in enumerate(labels) if i % every == 0],
         legend=[(colors[name], name) for name in series],
+        rows=[(label, [values[i] for values in series.values()], totals[i]) for i, label in enumerate(labels)],
         total=sum(totals),
     )
 
