@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.forms import SignupForm, SupportForm, TokenForm
 from accounts.models import ApiToken, SupportMessage, User
-from billing import stripe_api
+from billing.customers import start_billing
 
 
 def signup(request: HttpRequest) -> HttpResponse:
@@ -19,7 +19,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        stripe_api.start_billing(user)
+        start_billing(user)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("tokens")
     return TemplateResponse(request, "accounts/signup.html", {"form": form})

@@ -208,13 +208,15 @@ USAGE_JOURNAL_DIR = Path(env("USAGE_JOURNAL_DIR", str(BASE_DIR / ".data" / "usag
 # The model services' token for POST /usage/quantities (empty: the endpoint refuses everyone).
 USAGE_SERVICE_TOKEN = env("USAGE_SERVICE_TOKEN", "")
 
-# Stripe (billing/stripe_api.py). Without a secret key, billing is off: sign-up creates
+# Stripe (billing/stripe_client.py). Without a secret key, billing is off: sign-up creates
 # no Stripe customer and the Billing page says so. STRIPE_API_BASE points elsewhere
 # than Stripe only for tests (localstripe).
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", "")
 STRIPE_API_BASE = env("STRIPE_API_BASE", "https://api.stripe.com")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "")
 STRIPE_METER_EVENT_NAME = env("STRIPE_METER_EVENT_NAME", "words_generated")
+# The API version our code reads Stripe's objects in; upgrading the library does not change it.
+STRIPE_API_VERSION = "2026-10-28.endive"
 
 AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [

@@ -4,7 +4,7 @@ import stripe
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from billing import stripe_api
+from billing.customers import ensure_stripe_customer, sync
 from billing.models import Customer, EndpointLimit, MeterReport, Plan, WebhookEvent
 
 
@@ -33,9 +33,9 @@ def sync_customers(modeladmin, request, queryset):
     for customer in queryset:
         try:
             if customer.stripe_id:
-                stripe_api.sync(customer)
+                sync(customer)
             else:
-                stripe_api.ensure_stripe_customer(customer.user)
+                ensure_stripe_customer(customer.user)
             modeladmin.message_user(request, f"{customer.user}: synced, plan {Customer.objects.get(pk=customer.pk).plan}.")
         except stripe.StripeError as error:
             modeladmin.message_user(request, f"{customer.user}: Stripe failed: {error}", messages.ERROR)

@@ -1,11 +1,11 @@
 from django.apps import AppConfig
 
+from billing.stripe_client import configure
+
 
 class BillingConfig(AppConfig):
     name = "billing"
     verbose_name = "Billing and plans"
 
     def ready(self):
-        from billing import stripe_api
-
-        stripe_api.configure()
+        configure()

@@ -12,7 +12,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from backoffice.json_bodies import Refused, parse_json, problem_response, read_body
-from billing import stripe_api
+from billing.customers import customer_of, ensure_stripe_customer, sync
+from billing.plan_changes import checkout_url, complete_checkout, portal_url, switch_plan
+from billing.stripe_client import enabled
+from billing.webhooks import is_event, process, receive
 from billing.models import Plan
 
 log = logging.getLogger(__name__)
@@ -20,10 +23,10 @@ log = logging.getLogger(__name__)
 
 @login_required
 def billing_page(request: HttpRequest) -> HttpResponse:
-    customer = stripe_api.customer_of(request.user)
+    customer = customer_of(request.user)
     if session_id := request.GET.get("session_id"):  # back from Checkout
         try:
-            stripe_api.complete_checkout(customer, session_id)
+            complete_checkout(customer, session_id)
             messages.success(request, f"Welcome to {customer.plan}! Your new limits apply now.")
         except stripe.StripeError:
             messages.info(request, "Your payment is being confirmed; the new plan applies in a moment.")
@@ -31,7 +34,7 @@ def billing_page(request: HttpRequest) -> HttpResponse:
     context = {
         "customer": customer,
         "plans": Plan.objects.exclude(stripe_price_id="").prefetch_related("endpoint_limits"),
-        "billing_enabled": stripe_api.enabled(),
+        "billing_enabled": enabled(),
     }
     return TemplateResponse(request, "billing/billing.html", context)
 
@@ -45,14 +48,14 @@ def choose_plan(request: HttpRequest, slug: str) -> HttpResponse:
     if customer is None:
         return redirect("billing")
     try:
-        stripe_api.sync(customer)  # a subscription started in another tab is a switch, not a second subscription
+        sync(customer)  # a subscription started in another tab is a switch, not a second subscription
     except stripe.StripeError:
         return _stripe_unavailable(request)
     if customer.is_paying:
         return redirect("confirm_plan", slug=plan.slug)
     billing_url = request.build_absolute_uri(reverse("billing"))
     try:
-        url = stripe_api.checkout_url(customer, plan, f"{billing_url}?session_id={{CHECKOUT_SESSION_ID}}", billing_url)
+        url = checkout_url(customer, plan, f"{billing_url}?session_id={{CHECKOUT_SESSION_ID}}", billing_url)
     except stripe.StripeError:
         return _stripe_unavailable(request)
     return _leave_for(request, url)
@@ -67,11 +70,11 @@ def confirm_plan(request: HttpRequest, slug: str) -> HttpResponse:
         return redirect("billing")
     if request.method == "POST":
         try:
-            stripe_api.switch_plan(customer, plan)
+            switch_plan(customer, plan)
         except stripe.StripeError:
             return _stripe_unavailable(request)
         try:
-            stripe_api.sync(customer)
+            sync(customer)
             messages.success(request, f"You are now on {plan}. The difference is prorated on your next invoice.")
         except stripe.StripeError:  # switched at Stripe; the webhook or reconciliation brings it here
             messages.info(request, f"Switched to {plan}; your new limits apply within a few minutes.")
@@ -86,7 +89,7 @@ def portal(request: HttpRequest) -> HttpResponse:
     if customer is None:
         return redirect("billing")
     try:
-        url = stripe_api.portal_url(customer, request.build_absolute_uri(reverse("billing")))
+        url = portal_url(customer, request.build_absolute_uri(reverse("billing")))
     except stripe.StripeError:
         return _stripe_unavailable(request)
     return _leave_for(request, url)
@@ -115,21 +118,21 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         return refused.response
     except (UnicodeDecodeError, stripe.SignatureVerificationError):  # Stripe signs UTF-8 text
         return problem_response(400, "Bad signature", "The Stripe-Signature is missing, wrong or stale.")
-    if not stripe_api.is_event(payload):
+    if not is_event(payload):
         return problem_response(400, "Not a Stripe event", "Expected an event: an id (1 to 100 characters), a type, data.object.")
-    stored = stripe_api.receive(payload)
+    stored = receive(payload)
     if stored is not None:
-        stripe_api.process(stored.id)
+        process(stored.id)
     return JsonResponse({"received": payload["id"]})
 
 
 def _billable(request: HttpRequest):
     """The user's customer with its Stripe customer (created now if sign-up could not); None if Stripe is out of reach."""
-    if not stripe_api.enabled():
+    if not enabled():
         messages.error(request, "Billing is not configured on this server.")
         return None
     try:
-        return stripe_api.ensure_stripe_customer(request.user)
+        return ensure_stripe_customer(request.user)
     except stripe.StripeError:
         _stripe_unavailable(request)
         return None

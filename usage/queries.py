@@ -75,6 +75,20 @@ QUOTA_USE_SQL = """
 """
 
 
+# Words per pay-as-you-go customer and finished hour since it became metered. A hand-off
+# with the billing app: its customers and plans tables (billing/models.py).
+METERED_WORDS_SQL = """
+    SELECT h.account_id, h.bucket, sum(h.words)::bigint AS words
+    FROM api_calls_hourly h
+    JOIN billing_customer c ON c.user_id = h.account_id
+    JOIN billing_plan p ON p.id = c.plan_id
+    WHERE p.metered AND c.stripe_id <> '' AND h.bucket < %(finished)s AND h.bucket >= %(since)s
+      AND h.bucket >= date_trunc('hour', c.metered_since)
+    GROUP BY h.account_id, h.bucket
+    HAVING sum(h.words) > 0
+"""
+
+
 def totals_sql(relation: str, by: str, limit: int | None = None) -> str:
     """Calls, refusals, words and characters per account or endpoint over a window, busiest first."""
     return f"""

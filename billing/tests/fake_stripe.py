@@ -5,7 +5,7 @@ server sits in front of it at the HTTP boundary: it answers those endpoints
 itself, turns `price` into localstripe's `plan` (our prices are created there
 as plans with the same ids) and `proration_behavior` into its `prorate`, and
 passes everything else through unchanged. So
-billing/stripe_api.py runs exactly as against Stripe.
+billing/ runs exactly as against Stripe.
 """
 
 import itertools

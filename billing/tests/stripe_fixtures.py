@@ -6,7 +6,7 @@ import urllib.request
 import pytest
 import stripe
 
-from billing import stripe_api
+from billing.stripe_client import configure
 from billing.tests.fake_stripe import FakeStripe
 from tests.servers import free_port, running
 
@@ -35,7 +35,7 @@ def stripe_server(settings, localstripe, fake_stripe) -> FakeStripe:
     settings.STRIPE_SECRET_KEY = "sk_test_backoffice"
     settings.STRIPE_API_BASE = fake_stripe.url
     settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
-    stripe_api.configure()
+    configure()
     stripe.max_network_retries = 0
     for price, amount in PRICES.items():
         stripe.Plan.create(id=price, amount=amount, currency="usd", interval="month", product={"name": price})
@@ -48,7 +48,7 @@ def stripe_down(settings):
     """Stripe unreachable: nothing listens on its address."""
     settings.STRIPE_SECRET_KEY = "sk_test_backoffice"
     settings.STRIPE_API_BASE = f"http://127.0.0.1:{free_port()}"
-    stripe_api.configure()
+    configure()
     stripe.max_network_retries = 0
     yield
     settings.STRIPE_SECRET_KEY = ""

@@ -13,12 +13,16 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import ApiToken, User
-from billing import stripe_api
+from billing.customers import ensure_stripe_customer, sync
 from billing.models import Customer, MeterReport, Plan, WebhookEvent
+from billing.reconcile import reconcile
+from billing.stripe_client import configure
 from billing.tests.stripe_fixtures import WEBHOOK_SECRET
 from conftest import PASSWORD
 from usage.forward_auth import ForwardAuth
 from usage.limiter import MemoryCounters
+from usage.metering import report_words
+from usage.models import Quantity
 from usage.recorder import UsageRecorder
 
 WEBHOOK = "/stripe/webhook"
@@ -69,8 +73,8 @@ def test_sign_up_succeeds_while_stripe_is_down_and_reconciliation_creates_one_cu
     user = sign_up(client)
     assert user.customer.stripe_id == "" and user.customer.plan == Plan.objects.default()
     request.getfixturevalue("stripe_server")  # Stripe is back
-    stripe_api.reconcile()
-    stripe_api.reconcile()
+    reconcile()
+    reconcile()
     customer = Customer.objects.get(user=user)
     assert customer.stripe_id
     emails = [c.email for c in stripe.Customer.list(limit=100).auto_paging_iter()]
@@ -81,7 +85,7 @@ def test_sign_up_succeeds_while_stripe_is_down_and_reconciliation_creates_one_cu
 
 
 def test_a_subscription_event_applies_the_paid_plan(client, stripe_server, customer):
-    stripe_customer = stripe_api.ensure_stripe_customer(customer)
+    stripe_customer = ensure_stripe_customer(customer)
     subscription = subscribe(stripe_customer, "price_starter_monthly")
     response = client.post(WEBHOOK, **signed(event("evt_1", "customer.subscription.created", subscription)))
     assert response.status_code == 200
@@ -94,7 +98,7 @@ def test_a_subscription_event_applies_the_paid_plan(client, stripe_server, custo
 
 
 def test_an_event_delivered_twice_is_processed_once(client, stripe_server, customer):
-    stripe_customer = stripe_api.ensure_stripe_customer(customer)
+    stripe_customer = ensure_stripe_customer(customer)
     payload = event("evt_twice", "customer.updated", {"object": "customer", "id": stripe_customer.stripe_id})
     assert client.post(WEBHOOK, **signed(payload)).status_code == 200
     first_sync = Customer.objects.get(pk=stripe_customer.pk).synced_at
@@ -104,7 +108,7 @@ def test_an_event_delivered_twice_is_processed_once(client, stripe_server, custo
 
 
 def test_events_out_of_order_leave_the_current_state(client, stripe_server, customer):
-    stripe_customer = stripe_api.ensure_stripe_customer(customer)
+    stripe_customer = ensure_stripe_customer(customer)
     subscription = subscribe(stripe_customer, "price_pro_monthly")
     created = event("evt_a", "customer.subscription.created", subscription)
     stripe.Subscription.cancel(subscription["id"])
@@ -181,19 +185,36 @@ def test_unknown_event_types_are_acknowledged_and_ignored(client, db, stripe_ser
 
 
 def test_an_event_that_cannot_be_processed_waits_for_reconciliation(client, stripe_server, customer, settings):
-    stripe_customer = stripe_api.ensure_stripe_customer(customer)
+    stripe_customer = ensure_stripe_customer(customer)
     subscription = subscribe(stripe_customer, "price_starter_monthly")
     settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # Stripe unreachable while the event arrives
-    stripe_api.configure()
+    configure()
     stripe.max_network_retries = 0
     assert client.post(WEBHOOK, **signed(event("evt_later", "customer.subscription.created", subscription))).status_code == 200
     stored = WebhookEvent.objects.get(id="evt_later")
     assert stored.processed_at is None and stored.error
     settings.STRIPE_API_BASE = stripe_server.url
-    stripe_api.configure()
-    stripe_api.reconcile()
+    configure()
+    reconcile()
     assert WebhookEvent.objects.get(id="evt_later").processed_at is not None
     assert Customer.objects.get(pk=stripe_customer.pk).plan.slug == "starter"
+
+
+def test_an_event_failing_for_any_reason_is_recorded_and_the_others_are_processed(stripe_server, customer):
+    stripe_customer = ensure_stripe_customer(customer)
+    subscription = subscribe(stripe_customer, "price_starter_monthly")
+    odd = {"id": "evt_odd", "type": "customer.updated"}  # say, stored by an older version, without its data
+    for stored in [odd, event("evt_fine", "customer.subscription.created", subscription)]:
+        WebhookEvent.objects.create(id=stored["id"], type=stored["type"], payload=stored)
+    reconcile()
+    odd = WebhookEvent.objects.get(id="evt_odd")
+    assert odd.processed_at is None and odd.error == "KeyError: 'data'"
+    assert WebhookEvent.objects.get(id="evt_fine").processed_at is not None
+    assert Customer.objects.get(pk=stripe_customer.pk).plan.slug == "starter"
+
+
+def test_stripe_is_asked_in_the_api_version_the_code_reads(stripe_server, settings):
+    assert stripe.api_version == settings.STRIPE_API_VERSION
 
 
 @pytest.fixture
@@ -211,7 +232,7 @@ def webhooks_to_live_server(live_server, localstripe):
 
 @pytest.mark.django_db(transaction=True)
 def test_localstripe_delivers_signed_webhooks_to_the_live_endpoint(webhooks_to_live_server, stripe_server, customer):
-    stripe_customer = stripe_api.ensure_stripe_customer(customer)
+    stripe_customer = ensure_stripe_customer(customer)
     subscribe(stripe_customer, "price_pro_monthly")  # localstripe sends customer.subscription.created about 1 s later
     created = WebhookEvent.objects.filter(type="customer.subscription.created", processed_at__isnull=False)
     deadline = time.monotonic() + 15
@@ -226,9 +247,9 @@ def test_localstripe_delivers_signed_webhooks_to_the_live_endpoint(webhooks_to_l
 
 
 def test_a_downgrade_reaches_the_forward_auth_limits(client, stripe_server, customer):
-    stripe_customer = stripe_api.ensure_stripe_customer(customer)
+    stripe_customer = ensure_stripe_customer(customer)
     subscription = subscribe(stripe_customer, "price_starter_monthly")
-    stripe_api.sync(stripe_customer)
+    sync(stripe_customer)
     secret = ApiToken.issue(customer, "t")[1]
     auth = ForwardAuth(MemoryCounters(), fail_open=False, refresh_seconds=0, lease_ttl=30, recorder=UsageRecorder())
     auth.refresh()
@@ -257,9 +278,9 @@ def test_the_first_paid_plan_goes_through_checkout_and_applies_on_return(custome
 
 
 def test_switching_between_paid_plans_is_confirmed_then_prorated(customer_client, stripe_server, customer):
-    stripe_customer = stripe_api.ensure_stripe_customer(customer)
+    stripe_customer = ensure_stripe_customer(customer)
     subscribe(stripe_customer, "price_starter_monthly")
-    stripe_api.sync(stripe_customer)
+    sync(stripe_customer)
     response = customer_client.post(reverse("choose_plan", args=["pro"]))
     assert response["Location"] == reverse("confirm_plan", args=["pro"])
     assert "Switch to Pro now" in customer_client.get(response["Location"]).content.decode()
@@ -287,9 +308,9 @@ def test_stripe_down_during_a_plan_change_is_said_and_changes_nothing(customer_c
 
 
 def test_the_billing_page_shows_the_cached_invoices(customer_client, stripe_server, customer):
-    stripe_customer = stripe_api.ensure_stripe_customer(customer)
+    stripe_customer = ensure_stripe_customer(customer)
     subscribe(stripe_customer, "price_pro_monthly")
-    stripe_api.sync(stripe_customer)
+    sync(stripe_customer)
     html = customer_client.get(reverse("billing")).content.decode()
     assert "199.00 USD" in html and "Invoices" in html and "Your plan: Pro" in html
 
@@ -298,28 +319,27 @@ def test_the_billing_page_shows_the_cached_invoices(customer_client, stripe_serv
 
 
 def test_a_metered_report_run_twice_bills_each_hour_once(stripe_server, customer, tmp_path, usage_store):
-    stripe_customer = stripe_api.ensure_stripe_customer(customer)
+    stripe_customer = ensure_stripe_customer(customer)
     subscribe(stripe_customer, "price_payg_words")
-    stripe_api.sync(stripe_customer)
-    assert stripe_customer.plan.metered
+    switched = timezone.now()
+    sync(stripe_customer)
+    assert stripe_customer.plan.metered and stripe_customer.metered_since >= switched  # words count from the switch
     now = timezone.now()
-    Customer.objects.filter(pk=stripe_customer.pk).update(metered_since=now - timedelta(hours=3, minutes=30))
+    Customer.objects.filter(pk=stripe_customer.pk).update(metered_since=now - timedelta(hours=3, minutes=30))  # as if then
     recorder = UsageRecorder(journal_dir=tmp_path)
-    from usage.models import Quantity
-
     for i, hours_ago in enumerate([3, 3, 2, 0]):  # the current hour is not finished: not reported yet
         recorder.record(((now - timedelta(hours=hours_ago)).timestamp(), customer.pk, None, "/v1/en/generation", "POST", 200, f"m{i}", False))
         Quantity.objects.create(request_id=f"m{i}", words=100 + i, characters=1)
     assert recorder.flush()
 
-    assert stripe_api.report_words(now) == 2
-    assert stripe_api.report_words(now) == 0
+    assert report_words(now) == 2
+    assert report_words(now) == 0
     assert sorted(int(e["value"]) for e in stripe_server.meter_events.values()) == [102, 201]
     assert {e["customer"] for e in stripe_server.meter_events.values()} == {stripe_customer.stripe_id}
     assert MeterReport.objects.filter(reported_at__isnull=False).count() == 2
 
     MeterReport.objects.update(reported_at=None)  # a crash after sending, before recording: re-sent, not re-billed
-    assert stripe_api.report_words(now) == 2
+    assert report_words(now) == 2
     assert len(stripe_server.meter_events) == 2 and stripe_server.meter_event_posts == 4
 
 
@@ -330,14 +350,12 @@ def test_webhooks_are_refused_while_no_signing_secret_is_configured(client, db, 
 
 
 def test_words_from_before_the_switch_to_pay_as_you_go_are_not_billed(stripe_server, customer, tmp_path, usage_store):
-    stripe_customer = stripe_api.ensure_stripe_customer(customer)
+    stripe_customer = ensure_stripe_customer(customer)
     now = timezone.now()
     recorder = UsageRecorder(journal_dir=tmp_path)
-    from usage.models import Quantity
-
     recorder.record(((now - timedelta(hours=5)).timestamp(), customer.pk, None, "/v1/en/generation", "POST", 200, "before", False))
     Quantity.objects.create(request_id="before", words=500, characters=1)
     assert recorder.flush()
     subscribe(stripe_customer, "price_payg_words")  # the switch: metered from now on
-    stripe_api.sync(stripe_customer)
-    assert stripe_api.report_words(now + timedelta(hours=2)) == 0
+    sync(stripe_customer)
+    assert report_words(now + timedelta(hours=2)) == 0

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from billing import stripe_api
+from billing.reconcile import reconcile
 
 
 class Command(BaseCommand):
@@ -10,7 +10,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
-        counts = stripe_api.reconcile()
+        counts = reconcile()
         self.stdout.write(
             f"Created {counts['created']} Stripe customers, synced {counts['synced']}, "
             f"processed {counts['events']} waiting events; {counts['failed']} failed."

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from billing import stripe_api
+from usage.metering import report_words
 
 
 class Command(BaseCommand):
@@ -11,5 +11,5 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
-        sent = stripe_api.report_words(timezone.now())
+        sent = report_words(timezone.now())
         self.stdout.write(f"Sent {sent} meter events.")

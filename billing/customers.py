@@ -1,0 +1,139 @@
+"""Customers and their Stripe state. The API never waits on Stripe: forward-auth reads the
+cached state (billing.Customer), which webhooks and reconciliation keep current.
+
+Each sync re-reads the customer, its subscriptions and invoices from Stripe and
+stores them as Stripe returned them, so events that arrive twice or out of
+order can never leave an older state behind.
+"""
+
+import logging
+from datetime import UTC, datetime
+
+import stripe
+from django.db import transaction
+from django.utils import timezone
+
+from billing.models import PAYING_STATUSES, Customer, Plan
+from billing.stripe_client import enabled
+
+log = logging.getLogger(__name__)
+
+INVOICES_KEPT = 12
+
+
+def customer_of(user) -> Customer:
+    customer, _ = Customer.objects.get_or_create(user=user, defaults={"plan": Plan.objects.default()})
+    return customer
+
+
+def start_billing(user) -> Customer:
+    """At sign-up: the Free plan, and the Stripe customer unless Stripe is out of reach (reconciliation retries)."""
+    if enabled():
+        try:
+            return ensure_stripe_customer(user)
+        except stripe.StripeError as error:
+            log.warning("Stripe customer for %s not created at sign-up: %s", user, error)
+    return customer_of(user)
+
+
+def ensure_stripe_customer(user) -> Customer:
+    """The user's Customer with its Stripe customer, created once.
+
+    Raises stripe.StripeError when Stripe is unreachable: sign-up goes on without
+    it and reconciliation tries again. The idempotency key makes a retry (ours or
+    the client's) return the customer the first attempt created.
+    """
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=customer_of(user).pk)
+        if customer.stripe_id:
+            return customer
+        created = stripe.Customer.create(
+            email=user.email, metadata={"user_id": str(user.pk)}, idempotency_key=f"customer-for-user-{user.pk}"
+        )
+        customer.stripe_id = created.id
+        customer.stripe_customer = created.to_dict()
+        customer.synced_at = timezone.now()
+        customer.save()
+    return customer
+
+
+def sync(customer: Customer) -> Customer:
+    """Re-read the customer, its newest subscription and its invoices from Stripe; derive the plan.
+
+    Under a row lock: two syncs of one customer (a webhook and reconciliation)
+    run one after the other, so the later read is the one saved.
+    """
+    with transaction.atomic():
+        locked = Customer.objects.select_for_update().get(pk=customer.pk)
+        _sync(locked)
+    customer.refresh_from_db()
+    return customer
+
+
+def _sync(customer: Customer) -> None:
+    remote = stripe.Customer.retrieve(customer.stripe_id).to_dict()
+    customer.stripe_customer = remote
+    if remote.get("deleted"):
+        customer.stripe_subscription = customer.stripe_upcoming_invoice = None
+    else:
+        subscriptions = [s.to_dict() for s in stripe.Subscription.list(customer=customer.stripe_id, status="all", limit=10).data]
+        customer.stripe_subscription = max(
+            subscriptions, key=lambda s: (s.get("status") in PAYING_STATUSES, s.get("created", 0)), default=None
+        )
+        invoices = stripe.Invoice.list(customer=customer.stripe_id, limit=INVOICES_KEPT).data
+        customer.stripe_invoices = [invoice.to_dict() for invoice in invoices]
+        customer.stripe_upcoming_invoice = upcoming_invoice(customer)
+    apply_subscription(customer)
+    customer.synced_at = timezone.now()
+    customer.save()
+
+
+def upcoming_invoice(customer: Customer) -> dict | None:
+    if not customer.is_paying:
+        return None
+    try:
+        return stripe.Invoice.create_preview(customer=customer.stripe_id).to_dict()
+    except stripe.InvalidRequestError:  # nothing to invoice
+        return None
+
+
+def apply_subscription(customer: Customer) -> None:
+    """The plan and billing period the cached subscription grants; Free when it grants none."""
+    subscription = customer.stripe_subscription
+    plan = Plan.objects.filter(stripe_price_id=price_of(subscription), stripe_price_id__gt="").first() if subscription else None
+    if subscription and subscription.get("status") in PAYING_STATUSES and plan:
+        customer.current_period_start = moment(period_of(subscription, "start"))
+        customer.current_period_end = moment(period_of(subscription, "end"))
+    else:  # past_due, unpaid, canceled, incomplete or none
+        plan = Plan.objects.default()
+        customer.current_period_start = customer.current_period_end = None
+    if not plan.metered:
+        customer.metered_since = None
+    elif customer.metered_since is None or customer.plan_id != plan.pk:
+        customer.metered_since = timezone.now()  # words used on an earlier plan are not billed per word
+    customer.plan = plan
+
+
+def price_of(subscription: dict) -> str | None:
+    items = (subscription.get("items") or {}).get("data") or []
+    if not items:
+        return None
+    item = items[0]
+    return (item.get("price") or {}).get("id") or (item.get("plan") or {}).get("id")
+
+
+def period_of(subscription: dict, edge: str) -> int | None:
+    """The current period's start or end: on the subscription (older API versions) or its item (newer)."""
+    items = (subscription.get("items") or {}).get("data") or [{}]
+    return subscription.get(f"current_period_{edge}") or items[0].get(f"current_period_{edge}")
+
+
+def moment(timestamp: int | None) -> datetime | None:
+    return datetime.fromtimestamp(timestamp, UTC) if timestamp else None
+
+
+def customer_id_of(obj: dict) -> str | None:
+    if obj.get("object") == "customer":
+        return obj.get("id")
+    customer = obj.get("customer")
+    return customer.get("id") if isinstance(customer, dict) else customer
