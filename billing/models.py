@@ -9,10 +9,18 @@ from django.db import models
 
 
 class Window(models.TextChoices):
+    """The windows a limit counts over. A new one needs its length here, a Plan field and its
+    place in Plan.window_limits (README, "Add a limit window")."""
+
     MINUTE = "minute", "per minute"
     HOUR = "hour", "per hour"
     DAY = "day", "per day"
     MONTH = "month", "per billing period"
+
+    @property
+    def seconds(self) -> int | None:
+        """The rolling window's length; None for the billing period (one count per period)."""
+        return {"minute": 60, "hour": 3600, "day": 86400, "month": None}[self.value]
 
 
 class PlanQuerySet(models.QuerySet):

@@ -13,7 +13,7 @@ transaction, for every write that can change a credential or a plan, and the
 thread forgets those credentials (or reloads the plans). The work per change
 is independent of the number of tokens. So a warm decision makes no database
 query: it parses the token, checks its keyed hash, takes every applicable
-window from the counters (usage/limiter.py) and hands the call to the usage
+limit from the counters (usage/limiter.py) and hands the call to the usage
 recorder.
 
 `ForwardAuth.answer(environ)` takes a WSGI environ (Django's `request.META` is
@@ -45,8 +45,8 @@ from django.db import DatabaseError, connection
 
 from accounts.models import PREFIX_END, TOKEN_LENGTH, ApiToken, token_digest, token_hash_key
 from billing.models import Plan, calendar_month
-from billing.models import Window as WindowChoice
-from usage.limiter import MemoryCounters, RedisCounters, Verdict, Window
+from billing.models import Window
+from usage.limiter import Limit, MemoryCounters, RedisCounters, Verdict
 from usage.recorder import recorder, storable
 
 log = logging.getLogger(__name__)
@@ -97,32 +97,31 @@ UNKNOWN_TOKEN = unauthorized("This API token is unknown or has been revoked.")
 @dataclass(frozen=True, slots=True)
 class PlanRules:
     slug: str
-    windows: tuple[Window, ...]
-    endpoint_windows: tuple[tuple[Callable, Window], ...]  # (the path pattern's match, its window)
+    limits: tuple[Limit, ...]
+    endpoint_limits: tuple[tuple[Callable, Limit], ...]  # (the path pattern's match, its limit)
     concurrency: int | None
 
     @classmethod
     def of(cls, plan: Plan) -> "PlanRules":
         return cls(
             slug=plan.slug,
-            windows=tuple(
-                Window(window, window, quota, WindowChoice(window).label)
-                for window, quota in plan.window_limits().items()
+            limits=tuple(
+                Limit(window, window, quota, Window(window).label) for window, quota in plan.window_limits().items()
             ),
-            endpoint_windows=tuple(
+            endpoint_limits=tuple(
                 (
                     rule.regex().match,
-                    Window(f"{rule.pattern} per {rule.window}", rule.window, rule.quota,
-                           f"on {rule.pattern} {rule.get_window_display()}"),
+                    Limit(f"{rule.pattern} per {rule.window}", rule.window, rule.quota,
+                          f"on {rule.pattern} {rule.get_window_display()}"),
                 )
                 for rule in plan.endpoint_limits.all()
             ),
             concurrency=plan.concurrency,
         )
 
-    def windows_for(self, endpoint: str) -> tuple[Window, ...]:
-        matched = [window for matches, window in self.endpoint_windows if matches(endpoint)]
-        return self.windows + tuple(matched) if matched else self.windows
+    def limits_for(self, endpoint: str) -> tuple[Limit, ...]:
+        matched = [limit for matches, limit in self.endpoint_limits if matches(endpoint)]
+        return self.limits + tuple(matched) if matched else self.limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,10 +404,10 @@ class ForwardAuth:
 
         now = self.clock()
         endpoint = normal_path(environ.get("HTTP_X_FORWARDED_URI", "/"))
-        windows = plan.windows_for(endpoint)
+        limits = plan.limits_for(endpoint)
         period = self._period(credential, now)
         try:
-            verdict = self.counters.take(credential.account, windows, now, period, plan.concurrency, self.lease_ttl)
+            verdict = self.counters.take(credential.account, limits, now, period, plan.concurrency, self.lease_ttl)
         except redis.RedisError:
             log.exception("Forward-auth: rate-limit counters unavailable")
             if not self.fail_open:
@@ -420,7 +419,7 @@ class ForwardAuth:
 
         request_id = self._record(environ, now, credential, endpoint, 200 if verdict.allowed else 429)
         if not verdict.allowed:
-            return self._too_many(windows, period, plan.concurrency, verdict, now)
+            return self._too_many(limits, period, plan.concurrency, verdict, now)
         headers = [*credential.identity, ("X-Plan", plan.slug), ("X-Request-Id", request_id)]
         if verdict.lease:
             headers.append(("X-Lease-Id", verdict.lease))
@@ -453,18 +452,18 @@ class ForwardAuth:
         return self._month.at(now)
 
     @staticmethod
-    def _too_many(windows, period, concurrency: int | None, verdict: Verdict, now: float) -> Answer:
-        policies = [f'"{w.name}";q={w.quota};w={w.seconds or round(period[1] - period[0])}' for w in windows]
+    def _too_many(limits, period, concurrency: int | None, verdict: Verdict, now: float) -> Answer:
+        policies = [f'"{w.name}";q={w.quota};w={w.seconds or round(period[1] - period[0])}' for w in limits]
         if concurrency is not None:
             policies.append(f'"concurrency";q={concurrency}')
-        if verdict.refused == len(windows):
+        if verdict.refused == len(limits):
             name, quota, retry = "concurrency", concurrency, 1
             detail = f"{quota} requests are already in flight; retry when one finishes."
         else:
-            window = windows[verdict.refused]
-            name, quota = window.name, window.quota
-            retry = max(1, math.ceil(window.reset_at(verdict.oldest, period) - now))
-            detail = f"The limit of {quota} requests {window.description} is reached; retry in {retry} s."
+            limit = limits[verdict.refused]
+            name, quota = limit.name, limit.quota
+            retry = max(1, math.ceil(limit.reset_at(verdict.oldest, period) - now))
+            detail = f"The limit of {quota} requests {limit.description} is reached; retry in {retry} s."
         headers = [
             ("Retry-After", str(retry)),
             ("RateLimit-Policy", ", ".join(policies)),

@@ -26,15 +26,16 @@ from pathlib import Path
 
 import redis
 
+from billing.models import Window
+
 SLICES = 60
-ROLLING_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
 
-class Window:
-    """One limit: `quota` calls per rolling window, or per billing period ("month").
+class Limit:
+    """One limit: `quota` calls per rolling window, or per billing period (Window.MONTH).
 
-    Built once per plan when the forward-auth snapshot loads, so a decision
-    allocates nothing for it.
+    Built once per plan when its rules load, so a decision allocates nothing for it.
+    An unknown window raises ValueError: it is never taken for another.
     """
 
     __slots__ = ("name", "quota", "description", "seconds", "span", "slots", "ttl")
@@ -43,7 +44,7 @@ class Window:
         self.name = name  # the counter's key and the policy's name in the RateLimit fields
         self.quota = quota
         self.description = description  # "per minute", "on /v1/*/summarization per minute"
-        self.seconds = ROLLING_SECONDS.get(window)  # None: the billing period
+        self.seconds = Window(window).seconds  # None: the billing period
         self.span = self.seconds / SLICES if self.seconds else None  # bucket length
         self.slots = SLICES + 1 if self.seconds else 1
         self.ttl = self.seconds + self.span if self.seconds else None
@@ -62,9 +63,9 @@ class Window:
 
 class Verdict(NamedTuple):  # a tuple: made on every decision, so cheap to make
     allowed: bool
-    counts: list[int]  # calls already counted per window (up to the refused one)
-    refused: int | None = None  # position of the refused window; len(windows) = concurrency
-    oldest: int = 0  # oldest non-empty bucket of the refused window
+    counts: list[int]  # calls already counted per limit (up to the refused one)
+    refused: int | None = None  # position of the refused limit; len(limits) = concurrency
+    oldest: int = 0  # oldest non-empty bucket of the refused limit
     lease: str | None = None
 
 
@@ -107,21 +108,21 @@ class MemoryCounters:
         self._leases: dict[int, dict[str, float]] = {}
         self._lock = threading.Lock()
 
-    def take(self, account, windows, now, period, concurrency, lease_ttl) -> Verdict:
+    def take(self, account, limits, now, period, concurrency, lease_ttl) -> Verdict:
         with self._lock:
             counts = self._counts.get(account)
             if counts is None:
                 counts = self._counts[account] = {}
             taken, totals = [], []
-            for window in windows:
-                index = int(now // window.span) if window.span else int(period[0])  # window.bucket(), inlined
-                counter = counts.get(window.name)
-                if counter is None or len(counter.ring) != window.slots:
-                    counter = counts[window.name] = RollingCount(window.slots, index)
+            for limit in limits:
+                index = int(now // limit.span) if limit.span else int(period[0])  # limit.bucket(), inlined
+                counter = counts.get(limit.name)
+                if counter is None or len(counter.ring) != limit.slots:
+                    counter = counts[limit.name] = RollingCount(limit.slots, index)
                 elif index > counter.last:  # an earlier index: a thread that read the clock just before
                     counter.advance(index)
                 totals.append(counter.total)
-                if counter.total >= window.quota:
+                if counter.total >= limit.quota:
                     return Verdict(False, totals, len(taken), counter.oldest())
                 taken.append(counter)
             lease = None
@@ -130,13 +131,13 @@ class MemoryCounters:
                 for expired in [lease for lease, expiry in leases.items() if expiry <= now]:
                     del leases[expired]
                 if len(leases) >= concurrency:
-                    return Verdict(False, totals, len(windows))
+                    return Verdict(False, totals, len(limits))
                 lease = new_lease_id(account)
                 leases[lease] = now + lease_ttl
-            for counter, window in zip(taken, windows):
+            for counter, limit in zip(taken, limits):
                 counter.ring[counter.last % len(counter.ring)] += 1
                 counter.total += 1
-                counter.expires = window.expiry(now, period)
+                counter.expires = limit.expiry(now, period)
             return Verdict(True, totals, lease=lease)
 
     def release(self, lease: str) -> bool:
@@ -170,12 +171,12 @@ class RedisCounters:
         self._redis = redis.Redis(connection_pool=pool)
         self._script = self._redis.register_script(self._script_source)
 
-    def take(self, account, windows, now, period, concurrency, lease_ttl) -> Verdict:
-        keys = [f"rl:{{{account}}}:{window.name}" for window in windows]
-        args = [now, len(windows)]
-        for window in windows:
-            ttl = math.ceil(window.expiry(now, period) - now)
-            args += [window.quota, window.bucket(now, period), window.slots, ttl]
+    def take(self, account, limits, now, period, concurrency, lease_ttl) -> Verdict:
+        keys = [f"rl:{{{account}}}:{limit.name}" for limit in limits]
+        args = [now, len(limits)]
+        for limit in limits:
+            ttl = math.ceil(limit.expiry(now, period) - now)
+            args += [limit.quota, limit.bucket(now, period), limit.slots, ttl]
         lease = None
         if concurrency is not None:
             lease = new_lease_id(account)

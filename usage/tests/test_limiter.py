@@ -3,19 +3,33 @@
 import random
 import threading
 
+import pytest
+
 from django.conf import settings
 
-from usage.limiter import SLICES, MemoryCounters, RedisCounters, Window
+from billing.models import Plan, Window
+from usage.limiter import SLICES, Limit, MemoryCounters, RedisCounters
 
 PERIOD = (0.0, 10_000_000.0)  # the billing period, for month windows
 
 
-def minute(quota: int) -> Window:
-    return Window("minute", "minute", quota)
+def minute(quota: int) -> Limit:
+    return Limit("minute", "minute", quota)
 
 
 def take(counters, windows, now, concurrency=None, account=1, period=PERIOD):
     return counters.take(account, windows, now, period, concurrency, lease_ttl=30)
+
+
+def test_an_unknown_window_fails_loudly_instead_of_counting_as_another():
+    with pytest.raises(ValueError):
+        Limit("fortnight", "fortnight", 5)
+
+
+@pytest.mark.parametrize("window", Window)
+def test_every_window_a_plan_can_set_has_a_length_and_a_plan_field(window):
+    assert Limit(window, window, 1).seconds == window.seconds
+    assert window in Plan(per_minute=1, per_hour=1, per_day=1, per_month=1).window_limits()
 
 
 def test_the_request_over_the_quota_is_refused(counters):
@@ -29,7 +43,7 @@ def test_counts_are_per_account(counters):
 
 
 def test_a_refused_request_consumes_no_quota_in_any_window(counters):
-    now, hour = 1000.0, Window("hour", "hour", 5)
+    now, hour = 1000.0, Limit("hour", "hour", 5)
     for _ in range(3):
         assert take(counters, [minute(3), hour], now).allowed
     for _ in range(10):  # refused by the minute window: the hour window must not move
@@ -77,7 +91,7 @@ def test_the_refusal_names_the_oldest_bucket_so_the_retry_time_is_known(counters
 
 
 def test_a_billing_period_counter_resets_when_the_period_changes(counters):
-    month = Window("month", "month", 2)
+    month = Limit("month", "month", 2)
     assert [take(counters, [month], 1005.0, period=(1000.0, 2000.0)).allowed for _ in range(3)] == [True, True, False]
     verdict = take(counters, [month], 1999.0, period=(1000.0, 2000.0))
     assert not verdict.allowed and month.reset_at(verdict.oldest, (1000.0, 2000.0)) == 2000.0
