@@ -12,8 +12,8 @@ from usage.queries import Range, fetch, series_sql
 PALETTE = ["#2350c8", "#d55e00", "#009e73", "#cc3d8f", "#6a51a3", "#8c6d31", "#00838f"]
 OTHER = "other endpoints"
 MAX_SERIES = len(PALETTE) - 1  # the rest is grouped as OTHER
-# Pixels. Widths are only the natural size where no stylesheet sizes the chart (the admin): app.css makes the plot fluid.
-AXIS_WIDTH, PLOT_WIDTH, HEIGHT = 44, 676, 220
+# Pixels. The width is the natural size where no stylesheet sizes the chart (the admin): app.css makes it fluid.
+WIDTH, HEIGHT = 676, 220
 TOP, BOTTOM = 10, 26
 MAX_X_LABELS = 8  # on narrow screens app.css hides every other one
 
@@ -60,22 +60,21 @@ class Chart:  # coordinates are rounded here: templates print them as they are
     total: int
 
     def svg(self) -> SafeString:
-        """The chart as inline SVG: an axis of values, then the plot (gridlines, stacked bars with their values on hover, labels).
+        """The chart as inline SVG: gridlines with their values, stacked bars with their values on hover, labels.
 
         Nothing is scaled to fit: x is in percent of the plot's width and y in
-        pixels, so labels keep their size at every width. Built here rather than
-        in a template loop: a chart has up to hundreds of bars, and string
-        formatting is a hundred times cheaper than template nodes.
+        pixels, so labels keep their size at every width. The values stand left
+        of the plot, outside it (overflow="visible"; the page leaves them room).
+        Built here rather than in a template loop: a chart has up to hundreds of
+        bars, and string formatting is a hundred times cheaper than template nodes.
         """
-        parts = [f'<svg class="y-axis" width="{AXIS_WIDTH}" height="{HEIGHT}" font-size="12" aria-hidden="true">']
-        for y, label in self.y_ticks:
-            parts.append(f'<text class="axis" x="{AXIS_WIDTH - 6}" y="{y}" text-anchor="end" dominant-baseline="middle">{label}</text>')
-        parts.append("</svg>")
-        parts.append(
-            f'<svg class="plot" width="{PLOT_WIDTH}" height="{HEIGHT}" font-size="12" role="img" '
+        parts = [
+            f'<svg class="plot" width="{WIDTH}" height="{HEIGHT}" overflow="visible" font-size="12" role="img" '
             f'aria-label="{escape(self.title)} per period, stacked by endpoint; the values are in the table after the chart">'
-        )
-        parts.extend(f'<line class="grid" x1="0" x2="100%" y1="{y}" y2="{y}"/>' for y, _ in self.y_ticks)
+        ]
+        for y, label in self.y_ticks:
+            parts.append(f'<line x1="0" x2="100%" y1="{y}" y2="{y}" stroke="#d9dee5"/>')
+            parts.append(f'<text class="axis" x="-6" y="{y}" text-anchor="end" dominant-baseline="middle">{label}</text>')
         for bar in self.bars:
             for segment in bar.segments:
                 parts.append(
