@@ -21,7 +21,6 @@ one) and returns an `Answer`, so the Django view and the lean WSGI entry point
 (usage/wsgi.py) share every line of the decision.
 """
 
-import hmac
 import itertools
 import json
 import logging
@@ -43,7 +42,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection
 
-from accounts.models import PREFIX_END, TOKEN_LENGTH, ApiToken, token_digest, token_hash_key
+from accounts.models import ApiToken, token_hash_key, token_matches, token_prefix
 from billing.models import Plan, calendar_month
 from billing.models import Window
 from usage.limiter import Limit, MemoryCounters, RedisCounters, Verdict
@@ -193,13 +192,10 @@ def normal_path(uri: str) -> str:
     return path[:MAX_ENDPOINT_LENGTH]
 
 
-def bearer_token(header: str | None) -> str | None:
-    """The token of `Bearer <token>` or `Token <token>`; None when the header is malformed."""
+def bearer_token(header: str) -> str | None:
+    """The token of `Bearer <token>` or `Token <token>`; None when the header is of another scheme."""
     scheme, _, token = header.partition(" ")
-    if scheme.lower() not in ("bearer", "token"):
-        return None
-    token = token.strip()
-    return token if len(token) == TOKEN_LENGTH else None
+    return token.strip() if scheme.lower() in ("bearer", "token") else None
 
 
 SOLE_PROCESS_LOCK = 7_346_917  # the advisory lock of the process whose memory holds the counters
@@ -384,9 +380,9 @@ class ForwardAuth:
         if not header:
             return MISSING_TOKEN
         token = bearer_token(header)
-        if token is None:
+        prefix = token_prefix(token) if token else None
+        if prefix is None:
             return MALFORMED_TOKEN
-        prefix = token[:PREFIX_END]
         credential = self.credentials.get(prefix)
         if credential is None:
             if prefix in self.unknown:
@@ -399,7 +395,7 @@ class ForwardAuth:
                 log.exception("Forward-auth: cannot look up a token")
                 return unavailable("Token store unavailable")
         plan = self.plans.get(credential.plan_id, self.default_plan) if credential else None
-        if plan is None or not hmac.compare_digest(credential.digest, token_digest(token, self._hash_key)):
+        if plan is None or not token_matches(token, credential.digest, self._hash_key):
             return UNKNOWN_TOKEN  # no such token, a wrong secret, or no plan at all (none is the default)
 
         now = self.clock()

@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from accounts.models import ApiToken
 from conftest import HTMX
+from tests.helpers import authenticates
 
 
 @pytest.fixture
@@ -17,7 +18,7 @@ def test_creating_a_token_shows_its_secret_once(customer_client, customer, caplo
     response = customer_client.post(reverse("tokens"), {"name": "production"}, **HTMX)
     token = customer.tokens.get()
     secret = response.context_data["issued_secret"]
-    assert token.name == "production" and ApiToken.objects.authenticate(secret) == token
+    assert token.name == "production" and authenticates(secret)
     assert secret in response.content.decode()
     assert secret not in customer_client.get(reverse("tokens")).content.decode()
     assert secret not in caplog.text
@@ -57,7 +58,7 @@ def test_revoking_without_htmx_redirects_back_to_the_list(customer_client, token
 def test_rotating_a_token_shows_the_new_secret(customer_client, token):
     response = customer_client.post(reverse("rotate_token", args=[token.pk]), **HTMX)
     secret = response.context_data["issued_secret"]
-    assert ApiToken.objects.authenticate(secret) == token
+    assert authenticates(secret)
     assert secret in response.content.decode()
 
 
