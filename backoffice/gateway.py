@@ -7,7 +7,9 @@ Every other option is the shipped one, so a test through this gateway fails if
 the shipped configuration is wrong.
 """
 
+import http.client
 import sys
+import time
 from pathlib import Path
 
 SHIPPED = Path(__file__).resolve().parent.parent / "deploy" / "traefik"
@@ -56,3 +58,20 @@ def static_command(directory: Path, port: int, dynamic: Path) -> list[str]:
         ("/etc/traefik/dynamic.yml", str(dynamic)),
     ])
     return [str(TRAEFIK), f"--configFile={static}"]
+
+
+def wait_for_routes(port: int, host: str, seconds: float = 30) -> None:
+    """Traefik listens before its file provider has loaded the routes, and answers 404 until then."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            connection.request("GET", "/v1/", headers={"Host": host})
+            if connection.getresponse().status != 404:
+                return  # routed (a 401 without a token)
+        except OSError:
+            pass  # not listening yet
+        finally:
+            connection.close()
+        time.sleep(0.05)
+    raise TimeoutError(f"Traefik on port {port} has no route for {host}")

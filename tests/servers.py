@@ -1,7 +1,6 @@
 """Real servers for end-to-end tests (the backoffice under granian, Traefik, the example NLP API, a tiny upstream)
 and waiting on them."""
 
-import http.client
 import json
 import os
 import subprocess
@@ -15,7 +14,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
-from backoffice.ports import free_port, wait_for_port  # noqa: F401  (the tests' too)
+from backoffice.gateway import wait_for_routes
+from backoffice.ports import free_port, running, wait_for_port  # noqa: F401  (the tests' too)
 
 
 def wait_for(condition, seconds: float):
@@ -45,19 +45,6 @@ class Output:
         return self()
 
 
-@contextmanager
-def running(args: list[str], port: int, env: dict[str, str] | None = None, cwd: Path | None = None):
-    process = subprocess.Popen(
-        args, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        wait_for_port(port, process)
-        yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 def backoffice_env(**extra: str) -> dict[str, str]:
     """The environment of a backoffice process that shares this test run's database and keys."""
     db = connection.settings_dict
@@ -84,21 +71,10 @@ def backoffice(port: int, workers: int = 1, **env: str):
 
 @contextmanager
 def traefik(command: list[str], port: int, host: str = "api.example.com"):
-    """Traefik run by `command` (from backoffice.gateway), once it routes calls for `host` on `port`:
-    it listens before its file provider has loaded the routes, and answers 404 until then."""
+    """Traefik run by `command` (from backoffice.gateway), once it routes calls for `host` on `port`."""
     with running(command, port, {"PATH": os.environ["PATH"]}) as process:
-        if not wait_for(lambda: _status(port, host) != 404, 10):
-            raise TimeoutError(f"Traefik on port {port} has no route for {host}")
+        wait_for_routes(port, host, 10)
         yield process
-
-
-def _status(port: int, host: str) -> int:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        connection.request("GET", "/v1/", headers={"Host": host})
-        return connection.getresponse().status
-    finally:
-        connection.close()
 
 
 @contextmanager
