@@ -6,6 +6,7 @@ from django.core.mail import send_mail
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.forms import SignupForm, SupportForm, TokenForm
@@ -62,20 +63,20 @@ def support(request: HttpRequest) -> HttpResponse:
         message = form.save(commit=False)
         message.user = request.user
         message.save()
-        notify_staff(message)
+        notify_staff(message, request.build_absolute_uri(reverse("admin:accounts_supportmessage_change", args=[message.pk])))
         messages.success(request, "Message sent. We answer within one working day, here and by e-mail.")
         return redirect("support")
     context = {"form": form, "support_messages": request.user.support_messages.all()}
     return TemplateResponse(request, "accounts/support.html", context)
 
 
-def notify_staff(message: SupportMessage) -> None:
+def notify_staff(message: SupportMessage, admin_url: str) -> None:
     recipients = [settings.SUPPORT_EMAIL] if settings.SUPPORT_EMAIL else list(
         User.objects.filter(is_staff=True, is_active=True).values_list("email", flat=True)
     )
     send_mail(
         f"[Support] {message.subject}",
-        f"From {message.user.email}:\n\n{message.message}\n\nAnswer in the admin: /admin/accounts/supportmessage/{message.pk}/change/",
+        f"From {message.user.email}:\n\n{message.message}\n\nAnswer in the admin: {admin_url}",
         None,
         recipients,
     )

@@ -10,6 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from backoffice.json_bodies import Refused, parse_json, problem_response, read_body
 from billing.customers import customer_of, ensure_stripe_customer, sync
@@ -146,8 +147,4 @@ def _stripe_unavailable(request: HttpRequest) -> HttpResponse:
 
 def _leave_for(request: HttpRequest, url: str) -> HttpResponse:
     """Redirect to Stripe; htmx is told to leave the app rather than swap Stripe's page in."""
-    if request.htmx:
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = url
-        return response
-    return redirect(url)
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)

@@ -9,6 +9,7 @@ def test_a_message_is_stored_emailed_to_staff_and_listed_with_its_status(custome
     message = SupportMessage.objects.get()
     assert message.user == customer and message.status == "open"
     assert mail.outbox[-1].to == [staff_user.email] and "Can I get 100/min?" in mail.outbox[-1].body
+    assert f"http://testserver/admin/accounts/supportmessage/{message.pk}/change/" in mail.outbox[-1].body  # a link that opens
     html = response.content.decode()
     assert "Message sent." in html and "Limits" in html and "Open" in html
 
