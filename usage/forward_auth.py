@@ -46,7 +46,7 @@ from accounts.models import ApiToken, token_hash_key, token_matches, token_prefi
 from billing.models import Plan, calendar_month
 from billing.models import Window
 from usage.limiter import Limit, MemoryCounters, RedisCounters, Verdict
-from usage.recorder import recorder, storable
+from usage.recorder import UsageEvent, recorder, storable
 
 log = logging.getLogger(__name__)
 
@@ -425,7 +425,7 @@ class ForwardAuth:
         """Hand the call to the usage recorder; returns its request id."""
         request_id = f"{self._process_id}{next(self._request_ids):012x}"
         method = storable(environ.get("HTTP_X_FORWARDED_METHOD", "GET"), 10)
-        self.recorder.record((now, credential.account, credential.token_id, endpoint, method, status, request_id, unchecked))
+        self.recorder.record(UsageEvent(now, credential.account, credential.token_id, endpoint, method, status, request_id, unchecked))
         return request_id
 
     def release(self, environ: dict) -> Answer:

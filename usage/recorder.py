@@ -1,9 +1,7 @@
 """Usage events: an in-memory buffer on the request path, a background flusher behind it.
 
-An event is a tuple (time, account, token, endpoint, method, status, request id,
-unchecked), `time` a Unix timestamp, `unchecked` true for a call let through
-while the counters were down. Its text fields are made storable where the
-event is made (`storable()`). `record()` is one deque append: it never blocks
+An event is a UsageEvent (a tuple of api_calls' columns). Its text fields are
+made storable where the event is made (`storable()`). `record()` is one deque append: it never blocks
 and never fails. The flusher wakes every USAGE_FLUSH_SECONDS (or as soon as
 USAGE_FLUSH_BATCH events wait) and COPYs them into api_calls; a batch holding
 a request id already stored (retried after an unclear failure) goes through a
@@ -34,6 +32,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import psycopg
 
@@ -41,6 +40,20 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
 log = logging.getLogger(__name__)
+
+
+class UsageEvent(NamedTuple):
+    """One API call as recorded: api_calls' columns, in order."""
+
+    time: float  # Unix timestamp
+    account: int  # the user whose token it was (api_calls.account_id)
+    token: int | None
+    endpoint: str
+    method: str
+    status: int  # 200, or 429 when refused
+    request_id: str  # X-Request-Id: the model service reports the call's quantities by it
+    unchecked: bool  # let through unchecked while the counters were down
+
 
 COLUMNS = "time, account_id, token_id, endpoint, method, status, request_id, unchecked"
 COLUMN_TYPES = ["timestamptz", "int8", "int8", "text", "text", "int2", "text", "bool"]
