@@ -3,37 +3,67 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from billing.models import Plan
-from usage.queries import fetch
-from usage.views import quota_use
-
-TODAY_SQL = """
-    SELECT coalesce(sum(requests - errors), 0)::bigint AS allowed, coalesce(sum(errors), 0)::bigint AS refused
-    FROM api_calls_hourly
-    WHERE account_id = %(account)s AND bucket >= %(since)s
-"""
-RECENT_REFUSALS_SQL = """
-    SELECT bucket, endpoint, errors FROM api_calls_hourly
-    WHERE account_id = %(account)s AND bucket >= %(since)s AND errors > 0
-    ORDER BY bucket DESC, endpoint
-    LIMIT 5
-"""
+from usage.charts import quotas
+from usage.queries import allowed_and_refused, recent_refusals
 
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    account = {"account": request.user.pk}
     context = {
         "plan": Plan.objects.of(request.user),
-        "quotas": quota_use(request.user, now),
-        "today": fetch(TODAY_SQL, {**account, "since": midnight})[0],
-        "refusals": fetch(RECENT_REFUSALS_SQL, {**account, "since": now - timedelta(days=7)}),
+        "quotas": quotas(request.user, now),
+        "today": allowed_and_refused(request.user.pk, midnight).rows()[0],
+        "refusals": recent_refusals(request.user.pk, now - timedelta(days=7)).rows(),
         "tokens": request.user.tokens.active(),
         "api_base_url": settings.API_BASE_URL,
     }
     return TemplateResponse(request, "dashboard.html", context)
+
+
+# Error pages, in the site's layout. 400 and 500 are rendered without the request, as Django's own
+# are: the request may be what is broken, and a 500 must not reach for the database (the session,
+# the user), which may be why it happened; those pages show no one's menu.
+ERRORS = {
+    400: ("Bad request", "The request could not be understood. Check the address and try again."),
+    403: ("Access denied", "You do not have access to this page."),
+    404: ("Not found", "What you asked for does not exist, or no longer does."),
+    500: ("Something went wrong", "An error on our side stopped this request. Please try again in a few minutes."),
+}
+
+
+def error_page(status: int, request: HttpRequest | None = None, message: str | None = None) -> HttpResponse:
+    title, default_message = ERRORS[status]
+    context = {"title": title, "message": message or default_message}
+    return HttpResponse(render_to_string("error.html", context, request), status=status)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return error_page(400)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return error_page(403, request)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return error_page(404, request)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return error_page(500)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    # The token changes at each log-in: a page loaded before one (in another tab, say) sends the old one.
+    message = (
+        "This form could not be verified: you logged in since the page was loaded (in another tab, say), "
+        "or cookies are blocked. Reload the page and send it again."
+    )
+    return error_page(403, request, message)

@@ -24,9 +24,14 @@
   document.addEventListener("htmx:beforeRequest", function () {
     document.getElementById("alert").hidden = true;
   });
+  // htmx swaps no error response (its default responseHandling): the alert says what went wrong,
+  // in the words of our error page (error.html's data-error) when the response is one.
   document.addEventListener("htmx:responseError", function (event) {
     const xhr = event.detail.xhr;
-    showAlert(`Something went wrong (${xhr.status} ${xhr.statusText}). Please try again.`);
+    const error = new DOMParser().parseFromString(xhr.responseText, "text/html").querySelector("[data-error]");
+    showAlert(error
+      ? `${error.querySelector("h1").textContent} (${xhr.status}): ${error.querySelector("p").textContent}`
+      : `Something went wrong (${xhr.status} ${xhr.statusText}). Please try again.`);
   });
   document.addEventListener("htmx:sendError", function () {
     showAlert("The server could not be reached. Check your connection and try again.");

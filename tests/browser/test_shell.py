@@ -76,6 +76,36 @@ def test_an_error_during_a_swap_is_shown_to_the_user(page, transactional_db):
     expect(page.get_by_role("alert")).to_contain_text("404")
 
 
+# A link in the content, as a page's own links are (hx-get, hx-target #content, hx-push-url).
+ADD_LINK = """url => {
+    const link = Object.assign(document.createElement("a"), {href: url, textContent: url});
+    for (const [name, value] of [["hx-get", url], ["hx-target", "#content"], ["hx-push-url", "true"]]) link.setAttribute(name, value);
+    document.getElementById("content").append(link);
+    htmx.process(link);
+}"""
+
+
+@pytest.mark.urls("backoffice.tests.test_error_pages")  # the site, plus /broken/, which fails (500)
+def test_an_error_answered_to_htmx_is_an_alert_not_a_page_in_the_page(page):
+    errors = []
+    page.on("pageerror", lambda error: errors.append(error))
+    sign_up(page)
+    page.wait_for_load_state()  # htmx, which makes the links below, is loaded
+    expected = {
+        "/broken/": "Something went wrong (500): An error on our side stopped this request. Please try again in a few minutes.",
+        "/usage/?range=nope": "Bad request (400): Unknown range; use one of 24h, 7d, 30d, 12m.",
+        "/no-such-page/": "Not found (404): What you asked for does not exist, or no longer does.",
+    }
+    for url, alert in expected.items():
+        page.evaluate(ADD_LINK, url)
+        page.get_by_role("link", name=url).click()
+        expect(page.get_by_role("alert")).to_have_text(alert)
+        expect(page).to_have_url("/tokens/")  # no history entry for a page that failed
+        expect(page.get_by_role("heading", level=1)).to_have_text("API tokens")  # the page stays as it was
+        assert page.locator("nav[aria-label=Main]").count() == 1
+    assert errors == []
+
+
 def test_a_session_that_expired_leads_to_the_login_page(page, transactional_db):
     sign_up(page)
     page.context.clear_cookies()
