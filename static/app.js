@@ -36,8 +36,9 @@
   document.addEventListener("htmx:sendError", function () {
     showAlert("The server could not be reached. Check your connection and try again.");
   });
-  document.addEventListener("htmx:afterSettle", function (event) {
-    // event.target, not event.detail.target: a history restore settles with no detail.target.
+  // On the swap, not the settle 20 ms later: a Back in between would snapshot the new page under the old title.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    // event.target, not event.detail.target: a history restore swaps with no detail.target.
     if (event.target.id !== "content") return;
     const heading = document.querySelector("#content h1");
     if (heading) document.title = `${heading.textContent.trim()} · NLP API`;
