@@ -57,6 +57,15 @@
     for (const element of document.querySelectorAll("[hx-history='false']")) element.remove();
   });
 
+  // Live figures ([data-live], polled by htmx) skip a refresh nobody would see (a hidden tab) and one
+  // that would pull the figures from under the reader: focus inside them (lost on the swap) or a table opened.
+  // Here, not in an hx-trigger filter: filters are eval'd, which the Content-Security-Policy forbids.
+  document.addEventListener("htmx:confirm", function (event) {
+    const live = event.target;
+    if (!live.hasAttribute("data-live")) return;
+    if (document.hidden || live.contains(document.activeElement) || live.querySelector("details[open]")) event.preventDefault();
+  });
+
   document.addEventListener("htmx:historyRestore", markCurrentPage);
   document.addEventListener("DOMContentLoaded", markCurrentPage);
 

@@ -54,6 +54,20 @@ def test_switching_range_over_htmx_returns_only_the_report(customer_client, call
     assert "HX-Request" in response["Vary"]
 
 
+def test_the_last_24_hours_refresh_their_figures_alone(customer_client, calls):
+    page = customer_client.get(reverse("usage"), {"range": "24h"}).content.decode()
+    assert '<div id="usage-figures" hx-get="?range=24h" hx-trigger="every 15s" hx-swap="outerHTML"' in page
+    response = customer_client.get(reverse("usage"), {"range": "24h"}, HTTP_HX_TARGET="usage-figures", **HTMX)
+    html = response.content.decode()
+    assert html.lstrip().startswith('<div id="usage-figures"') and "4 calls in all" in html
+    assert "<h2>" not in html and 'aria-label="Time range"' not in html  # the range picker is left as it is
+
+
+def test_other_ranges_do_not_refresh(customer_client, calls):
+    for key in ["7d", "30d", "12m"]:
+        assert "hx-trigger" not in customer_client.get(reverse("usage"), {"range": key}).content.decode()
+
+
 def test_an_unknown_range_is_a_400_with_a_message(customer_client, calls):
     response = customer_client.get(reverse("usage"), {"range": "forever"})
     assert response.status_code == 400 and "Unknown range" in response.content.decode()
