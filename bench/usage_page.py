@@ -72,7 +72,7 @@ def main() -> None:
     from django.utils import timezone
 
     from accounts.models import User
-    from usage.queries import RANGES, fetch
+    from usage.queries import RANGES, Query
 
     user, _ = User.objects.get_or_create(email="heavy@example.com")
     load_year(user.pk)
@@ -89,7 +89,7 @@ def main() -> None:
         raw_sql = RAW_SQL.format(bucket=range_.bucket_sql().replace("bucket", "time"))
 
         def raw():
-            fetch(raw_sql, params)
+            Query(raw_sql, params).rows()
 
         page, from_raw = timings(fragment), timings(raw, RAW_REPEAT)
         print(f"{key:>6} {page[0]:10.1f} ms {page[1]:5.1f} ms   {from_raw[0]:17.1f} ms {from_raw[1]:6.1f} ms")

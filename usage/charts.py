@@ -1,13 +1,14 @@
 """Usage reports and their charts: server-rendered SVG, no JavaScript, no CDN."""
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from html import escape
 from itertools import count
 
 from django.utils.safestring import SafeString, mark_safe
 
-from usage.queries import Range, fetch, series_sql
+from billing.models import Plan, billing_period
+from usage.queries import Range, quota_use, series
 
 PALETTE = ["#2350c8", "#d55e00", "#009e73", "#cc3d8f", "#6a51a3", "#8c6d31", "#00838f"]
 OTHER = "other endpoints"
@@ -126,8 +127,7 @@ class UsageReport:
 
     def __post_init__(self):
         self.buckets = self.range.buckets(self.now)
-        params = {"start": self.buckets[0], "end": self.range.bucket_end(self.buckets[-1]), "account": self.account}
-        self.rows = fetch(series_sql(self.range, per_account=self.account is not None), params)
+        self.rows = series(self.range, self.buckets[0], self.range.bucket_end(self.buckets[-1]), self.account).rows()
 
     @property
     def labels(self) -> list[str]:
@@ -168,3 +168,21 @@ class UsageReport:
             {"bucket": bucket, "label": label, **totals[bucket]}
             for bucket, label in reversed(list(zip(self.buckets, self.labels)))
         ]
+
+
+def quotas(user, now: datetime) -> list[dict]:
+    """Calls allowed so far against the plan's quotas (those it sets)."""
+    plan = Plan.objects.of(user)
+    period_start, period_end = billing_period(user, now)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    used = quota_use(user.pk, period_start, hour - timedelta(hours=23), hour).rows()[0]
+    limits = [
+        ("This billing period", f"until {period_end:%d %b %Y}", used["period"], plan.per_month),
+        ("Last 24 hours", "rolling", used["day"], plan.per_day),
+        ("This hour", f"since {hour:%H:%M} UTC", used["hour"], plan.per_hour),
+    ]
+    return [
+        {"label": label, "note": note, "used": count, "quota": quota, "percent": min(100, round(100 * count / quota))}
+        for label, note, count, quota in limits
+        if quota
+    ]

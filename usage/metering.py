@@ -7,7 +7,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing.models import Customer, MeterReport
-from usage.queries import METERED_WORDS_SQL, fetch
+from usage.queries import words_per_hour
 
 
 def report_words(now: datetime) -> int:
@@ -19,11 +19,10 @@ def report_words(now: datetime) -> int:
     """
     # Hours that ended at least ten minutes ago: the last calls' words have arrived.
     finished = (now - timedelta(minutes=10)).replace(minute=0, second=0, microsecond=0)
-    rows = fetch(
-        METERED_WORDS_SQL,
-        {"finished": finished, "since": finished - timedelta(days=30)},  # Stripe takes events up to 35 days old
-    )
-    customers = {c.user_id: c for c in Customer.objects.filter(user_id__in={row["account_id"] for row in rows})}
+    metered = Customer.objects.filter(plan__metered=True, metered_since__isnull=False).exclude(stripe_id="")
+    customers = {customer.user_id: customer for customer in metered}
+    since = finished - timedelta(days=30)  # Stripe takes events up to 35 days old
+    rows = words_per_hour({user: customer.metered_since for user, customer in customers.items()}, since, finished).rows()
     for row in rows:
         customer = customers[row["account_id"]]
         MeterReport.objects.get_or_create(

@@ -1,9 +1,12 @@
-"""The SQL behind the usage charts, quotas and the staff overview: aggregates only, never raw events.
+"""The one reader of the usage store: every query on it is a function here (aggregates only,
+never raw events), returning a Query to run.
 
 Plain SQL with named parameters, so the same text runs on PostgreSQL (Django)
-and, in the tests, on the WASM TimescaleDB (usage/tests/timescaledb/).
+and, in the tests, on the WASM TimescaleDB (usage/tests/test_timescaledb.py),
+which runs every function registered with @reader.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -53,57 +56,108 @@ RANGES = {
 DEFAULT_RANGE = "7d"
 
 
-def series_sql(range_: Range, per_account: bool = True) -> str:
-    account = "account_id = %(account)s AND " if per_account else ""
-    return f"""
+@dataclass(frozen=True)
+class Query:
+    sql: str
+    params: dict
+
+    def rows(self) -> list[dict]:
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, self.params)
+            names = [column.name for column in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+READERS: dict[str, Callable[..., Query]] = {}
+
+
+def reader(function: Callable[..., Query]) -> Callable[..., Query]:
+    """Register a query on the store, so the TimescaleDB check runs it."""
+    READERS[function.__name__] = function
+    return function
+
+
+@reader
+def series(range_: Range, start: datetime, end: datetime, account: int | None = None) -> Query:
+    """Calls, refusals, words and characters per bucket and endpoint: one account's, or everyone's."""
+    where = "account_id = %(account)s AND " if account is not None else ""
+    return Query(f"""
         SELECT {range_.bucket_sql()} AS t, endpoint,
                sum(requests)::bigint AS requests, sum(errors)::bigint AS errors, sum(words)::bigint AS words, sum(characters)::bigint AS characters
         FROM {range_.relation}
-        WHERE {account}bucket >= %(start)s AND bucket < %(end)s
+        WHERE {where}bucket >= %(start)s AND bucket < %(end)s
         GROUP BY 1, 2
         ORDER BY 1, 2
-    """
+    """, {"start": start, "end": end, "account": account})
 
 
-# Calls allowed (not refused) since the start of the billing period, of the day and of the hour.
-QUOTA_USE_SQL = """
-    SELECT coalesce(sum(requests - errors) FILTER (WHERE bucket >= %(period)s), 0)::bigint AS period,
-           coalesce(sum(requests - errors) FILTER (WHERE bucket >= %(day)s), 0)::bigint AS day,
-           coalesce(sum(requests - errors) FILTER (WHERE bucket >= %(hour)s), 0)::bigint AS hour
-    FROM api_calls_hourly
-    WHERE account_id = %(account)s AND bucket >= least(%(period)s, %(day)s)
-"""
+@reader
+def quota_use(account: int, period: datetime, day: datetime, hour: datetime) -> Query:
+    """Calls allowed (not refused) since the start of the billing period, of the day and of the hour."""
+    return Query("""
+        SELECT coalesce(sum(requests - errors) FILTER (WHERE bucket >= %(period)s), 0)::bigint AS period,
+               coalesce(sum(requests - errors) FILTER (WHERE bucket >= %(day)s), 0)::bigint AS day,
+               coalesce(sum(requests - errors) FILTER (WHERE bucket >= %(hour)s), 0)::bigint AS hour
+        FROM api_calls_hourly
+        WHERE account_id = %(account)s AND bucket >= least(%(period)s, %(day)s)
+    """, {"account": account, "period": period, "day": day, "hour": hour})
 
 
-# Words per pay-as-you-go customer and finished hour since it became metered. A hand-off
-# with the billing app: its customers and plans tables (billing/models.py).
-METERED_WORDS_SQL = """
-    SELECT h.account_id, h.bucket, sum(h.words)::bigint AS words
-    FROM api_calls_hourly h
-    JOIN billing_customer c ON c.user_id = h.account_id
-    JOIN billing_plan p ON p.id = c.plan_id
-    WHERE p.metered AND c.stripe_id <> '' AND h.bucket < %(finished)s AND h.bucket >= %(since)s
-      AND h.bucket >= date_trunc('hour', c.metered_since)
-    GROUP BY h.account_id, h.bucket
-    HAVING sum(h.words) > 0
-"""
+@reader
+def allowed_and_refused(account: int, since: datetime) -> Query:
+    """One account's calls allowed and refused since a moment (the dashboard's "today")."""
+    return Query("""
+        SELECT coalesce(sum(requests - errors), 0)::bigint AS allowed, coalesce(sum(errors), 0)::bigint AS refused
+        FROM api_calls_hourly
+        WHERE account_id = %(account)s AND bucket >= %(since)s
+    """, {"account": account, "since": since})
 
 
-def totals_sql(relation: str, by: str, limit: int | None = None) -> str:
-    """Calls, refusals, words and characters per account or endpoint over a window, busiest first."""
-    return f"""
-        SELECT {by}, sum(requests)::bigint AS requests, sum(errors)::bigint AS errors,
+@reader
+def recent_refusals(account: int, since: datetime, limit: int = 5) -> Query:
+    """One account's hours with refused calls, per endpoint, newest first."""
+    return Query("""
+        SELECT bucket, endpoint, errors FROM api_calls_hourly
+        WHERE account_id = %(account)s AND bucket >= %(since)s AND errors > 0
+        ORDER BY bucket DESC, endpoint
+        LIMIT %(limit)s
+    """, {"account": account, "since": since, "limit": limit})
+
+
+@reader
+def totals(range_: Range, by: str, start: datetime, end: datetime, limit: int | None = None) -> Query:
+    """Calls, refusals, words and characters per account or endpoint (`by`) over a window, busiest first."""
+    column = {"account": "account_id", "endpoint": "endpoint"}[by]
+    return Query(f"""
+        SELECT {column}, sum(requests)::bigint AS requests, sum(errors)::bigint AS errors,
                sum(words)::bigint AS words, sum(characters)::bigint AS characters
-        FROM {relation}
+        FROM {range_.relation}
         WHERE bucket >= %(start)s AND bucket < %(end)s
-        GROUP BY {by}
-        ORDER BY requests DESC, {by}
-        {f"LIMIT {limit}" if limit else ""}
-    """
+        GROUP BY {column}
+        ORDER BY requests DESC, {column}
+        LIMIT %(limit)s
+    """, {"start": start, "end": end, "limit": limit})
 
 
-def fetch(sql: str, params: dict) -> list[dict]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        names = [column.name for column in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+@reader
+def words_per_hour(accounts: dict[int, datetime], since: datetime, until: datetime) -> Query:
+    """Words per account and hour in [since, until), each account counted from its own start (accounts)."""
+    return Query("""
+        SELECT h.account_id, h.bucket, sum(h.words)::bigint AS words
+        FROM api_calls_hourly h
+        JOIN unnest(%(accounts)s::bigint[], %(starts)s::timestamptz[]) AS account (id, start) ON account.id = h.account_id
+        WHERE h.bucket >= %(since)s AND h.bucket < %(until)s AND h.bucket >= date_trunc('hour', account.start)
+        GROUP BY h.account_id, h.bucket
+        HAVING sum(h.words) > 0
+        ORDER BY h.account_id, h.bucket
+    """, {"accounts": list(accounts), "starts": list(accounts.values()), "since": since, "until": until})
+
+
+@reader
+def store_counts() -> Query:
+    """Rows in each relation, the oldest event and the quantities waiting for theirs (`manage.py usage_status`)."""
+    return Query("""
+        SELECT (SELECT count(*) FROM api_calls) AS events, (SELECT count(*) FROM api_calls_hourly) AS hourly,
+               (SELECT count(*) FROM api_calls_daily) AS daily, (SELECT min(time) FROM api_calls) AS oldest,
+               (SELECT count(*) FROM usage_quantity) AS quantities
+    """, {})

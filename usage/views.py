@@ -1,7 +1,6 @@
 import csv
 import hmac
 import re
-from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
@@ -15,12 +14,11 @@ from django.views.decorators.http import require_POST
 
 from accounts.models import User
 from backoffice.json_bodies import Refused, parse_json, problem_response, read_body
-from billing.models import Plan, billing_period
 
-from usage.charts import UsageReport
+from usage.charts import UsageReport, quotas
 from usage.forward_auth import Answer, service
 from usage.models import Quantity
-from usage.queries import DEFAULT_RANGE, QUOTA_USE_SQL, RANGES, fetch, totals_sql
+from usage.queries import DEFAULT_RANGE, RANGES, totals
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -123,14 +121,14 @@ def usage_overview(request: HttpRequest) -> HttpResponse:
     if range_ is None:
         return _bad_range(request)
     report = UsageReport(range_, timezone.now())
-    window = {"start": report.buckets[0], "end": range_.bucket_end(report.buckets[-1])}
-    top = fetch(totals_sql(range_.relation, "account_id", limit=10), window)
+    window = (report.buckets[0], range_.bucket_end(report.buckets[-1]))
+    top = totals(range_, "account", *window, limit=10).rows()
     emails = dict(User.objects.filter(pk__in=[row["account_id"] for row in top]).values_list("pk", "email"))
     context = {
         "report": report,
         "ranges": RANGES.values(),
         "top": [{**row, "email": emails.get(row["account_id"], f"#{row['account_id']}")} for row in top],
-        "endpoints": fetch(totals_sql(range_.relation, "endpoint"), window),
+        "endpoints": totals(range_, "endpoint", *window).rows(),
     }
     return TemplateResponse(request, "usage/overview.html", context)
 
@@ -153,7 +151,7 @@ def _usage_page(request: HttpRequest, customer: User) -> HttpResponse:
         "customer": customer,
         "report": UsageReport(range_, now, customer.pk),
         "ranges": RANGES.values(),
-        "quotas": quota_use(customer, now),
+        "quotas": quotas(customer, now),
     }
     return TemplateResponse(request, "usage/usage.html", context)
 
@@ -183,22 +181,3 @@ def csv_text(value: str) -> str:
     the export is opened (OWASP, CSV injection).
     """
     return f"'{value}" if value.startswith(FORMULA_STARTS) else value
-
-
-def quota_use(customer: User, now) -> list[dict]:
-    """Calls allowed so far against the plan's quotas (those it sets)."""
-    plan = Plan.objects.of(customer)
-    period_start, period_end = billing_period(customer, now)
-    hour = now.replace(minute=0, second=0, microsecond=0)
-    params = {"account": customer.pk, "period": period_start, "day": hour - timedelta(hours=23), "hour": hour}
-    used = fetch(QUOTA_USE_SQL, params)[0]
-    quotas = [
-        ("This billing period", f"until {period_end:%d %b %Y}", used["period"], plan.per_month),
-        ("Last 24 hours", "rolling", used["day"], plan.per_day),
-        ("This hour", f"since {hour:%H:%M} UTC", used["hour"], plan.per_hour),
-    ]
-    return [
-        {"label": label, "note": note, "used": count, "quota": quota, "percent": min(100, round(100 * count / quota))}
-        for label, note, count, quota in quotas
-        if quota
-    ]

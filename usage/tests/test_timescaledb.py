@@ -12,7 +12,8 @@ import pytest
 
 from usage import store
 from usage.models import Quantity
-from usage.queries import QUOTA_USE_SQL, RANGES, fetch, series_sql, totals_sql
+from usage import queries as store_queries
+from usage.queries import RANGES, READERS, Query
 from usage.recorder import MERGE_QUANTITIES, UsageRecorder
 
 RUNNER = Path(__file__).parent / "timescaledb" / "run.mjs"
@@ -39,22 +40,27 @@ def quantities(events) -> list[tuple]:
     return [(e[6], (i * 37) % 500, (i * 91) % 3000, datetime.fromtimestamp(e[0], UTC)) for i, e in enumerate(events) if i % 5]
 
 
-def queries() -> dict[str, tuple[str, dict]]:
-    """Every query the charts, quotas and staff pages run, with the parameters they use."""
+def queries() -> dict[str, Query]:
+    """Every reader of usage/queries.py, as the pages, the dashboard and metering call it, named `reader:case`."""
     checks = {}
     for key, range_ in RANGES.items():
         buckets = range_.buckets(NOW)
-        window = {"start": buckets[0], "end": range_.bucket_end(buckets[-1])}
+        window = (buckets[0], range_.bucket_end(buckets[-1]))
         for account in (1, 2):
-            checks[f"series-{key}-{account}"] = (series_sql(range_), {**window, "account": account})
-        checks[f"all-{key}"] = (series_sql(range_, per_account=False), window)
-        checks[f"top-{key}"] = (totals_sql(range_.relation, "account_id", limit=10), window)
-        checks[f"endpoints-{key}"] = (totals_sql(range_.relation, "endpoint"), window)
-    checks["quota"] = (QUOTA_USE_SQL, {
-        "account": 1, "period": datetime(2027, 1, 1, tzinfo=UTC), "day": NOW - timedelta(days=1), "hour": NOW - timedelta(hours=1),
-    })
-    checks["hourly"] = ("SELECT * FROM api_calls_hourly ORDER BY bucket, account_id, endpoint", {})
-    checks["daily"] = ("SELECT * FROM api_calls_daily ORDER BY bucket, account_id, endpoint", {})
+            checks[f"series:{key}-{account}"] = store_queries.series(range_, *window, account)
+        checks[f"series:{key}-all"] = store_queries.series(range_, *window)
+        checks[f"totals:{key}-accounts"] = store_queries.totals(range_, "account", *window, limit=10)
+        checks[f"totals:{key}-endpoints"] = store_queries.totals(range_, "endpoint", *window)
+    checks["quota_use:1"] = store_queries.quota_use(1, datetime(2027, 1, 1, tzinfo=UTC), NOW - timedelta(days=1), NOW - timedelta(hours=1))
+    checks["allowed_and_refused:1"] = store_queries.allowed_and_refused(1, NOW - timedelta(days=30))
+    checks["recent_refusals:2"] = store_queries.recent_refusals(2, NOW - timedelta(days=30))
+    checks["words_per_hour:1-3"] = store_queries.words_per_hour(
+        {1: NOW - timedelta(days=20), 3: NOW - timedelta(days=3)}, NOW - timedelta(days=30), NOW - timedelta(hours=1)
+    )
+    checks["store_counts:"] = store_queries.store_counts()
+    assert {name.split(":")[0] for name in checks} == set(READERS), "a reader of the store is not checked here"
+    checks["store:hourly"] = Query("SELECT * FROM api_calls_hourly ORDER BY bucket, account_id, endpoint", {})
+    checks["store:daily"] = Query("SELECT * FROM api_calls_daily ORDER BY bucket, account_id, endpoint", {})
     return checks
 
 
@@ -71,6 +77,8 @@ def positional(sql: str, params: dict) -> tuple[str, list]:
 
 
 def plain(value):
+    if isinstance(value, list):
+        return [plain(item) for item in value]
     return value.isoformat() if isinstance(value, datetime) else value
 
 
@@ -92,8 +100,8 @@ def on_timescaledb(events, quantities) -> dict[str, list]:
         if phase == "refreshed":
             steps += [{"exec": f"CALL refresh_continuous_aggregate('{view}', NULL, NULL)"}
                       for view in ("api_calls_hourly", "api_calls_daily")]
-        for name, (sql, params) in checks.items():
-            text, args = positional(sql, params)
+        for name, query in checks.items():
+            text, args = positional(query.sql, query.params)
             steps.append({"query": text, "params": args, "name": f"{phase}:{name}"})
     steps.append({"query": "SELECT count(*) FROM timescaledb_information.jobs WHERE proc_name IN "
                            "('policy_refresh_continuous_aggregate', 'policy_retention', 'policy_compression')",
@@ -110,7 +118,7 @@ def on_postgres(events, quantity_rows, tmp_path) -> dict[str, list]:
     for event in events:
         recorder.record(event)
     assert recorder.flush()
-    return {name: [[normal(v) for v in row.values()] for row in fetch(sql, params)] for name, (sql, params) in queries().items()}
+    return {name: [[normal(v) for v in row.values()] for row in query.rows()] for name, query in queries().items()}
 
 
 def normal(value):
@@ -127,7 +135,7 @@ def test_the_timescaledb_store_matches_the_postgres_store(db, tmp_path):
     expected = on_postgres(events, quantity_rows, tmp_path)
     timescale = on_timescaledb(events, quantity_rows)
     assert timescale["policies"] == [[4]]  # two refresh policies, retention, columnstore
-    assert sum(row[3] for row in expected["hourly"]) == len(events)
+    assert sum(row[3] for row in expected["store:hourly"]) == len(events)
     for name, rows in expected.items():
         assert rows, name
         assert timescale[f"realtime:{name}"] == rows, name

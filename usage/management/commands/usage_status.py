@@ -3,6 +3,7 @@ from django.db import connection
 
 from usage import store
 from usage.models import DeadLetter
+from usage.queries import store_counts
 from usage.recorder import recorder
 
 TIMESCALEDB_JOBS = """
@@ -20,12 +21,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         mode = store.mode()
+        events, hourly, daily, oldest, quantities = store_counts().rows()[0].values()
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT (SELECT count(*) FROM api_calls), (SELECT count(*) FROM api_calls_hourly), "
-                "(SELECT count(*) FROM api_calls_daily), (SELECT min(time) FROM api_calls), (SELECT count(*) FROM usage_quantity)"
-            )
-            events, hourly, daily, oldest, quantities = cursor.fetchone()
             self.stdout.write(f"Usage store: {mode}")
             self.stdout.write(f"  raw events: {events:,} (oldest {oldest or '-'}); hourly rows: {hourly:,}; daily rows: {daily:,}")
             self.stdout.write(f"  quantities waiting for their event: {quantities:,}")
