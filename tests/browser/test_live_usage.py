@@ -62,6 +62,11 @@ def test_calls_appear_on_the_last_24_hours_without_a_reload(page, live_server, c
     assert page.evaluate("[history.length, scrollY]") == before  # no history entry, no jump
     assert page.locator("main").count() == 1 and page.get_by_role("heading", level=1).count() == 1
 
+    page.locator("#usage-figures details").first.evaluate("details => { details.open = true }")  # a chart's table
+    polls.clear()
+    wait_for_refreshes(page, 4)
+    assert polls == []  # it stays open
+
 
 def test_the_refresh_pauses_while_the_tab_is_hidden_or_the_reader_is_in_the_figures(page, customer, polls):
     open_usage(page, customer)

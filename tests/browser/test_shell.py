@@ -120,6 +120,17 @@ MARK_DOCUMENT = "window.markedDocument = true"
 DOCUMENT_MARKED = "window.markedDocument === true"
 
 
+def test_back_to_a_page_not_in_the_history_cache_after_the_session_expired_leads_to_the_login_page(page):
+    sign_up(page)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Account").click()
+    expect(page).to_have_url("/account/")
+    page.evaluate("sessionStorage.removeItem('htmx-history-cache')")  # as if it had been evicted
+    page.context.clear_cookies()
+    page.go_back()
+    expect(page).to_have_url("/login/?next=/tokens/")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Log in")
+
+
 def log_in(page, email):
     page.goto("/login/")
     page.get_by_label("E-mail address").fill(email)
