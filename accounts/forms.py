@@ -9,7 +9,7 @@ from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
 from django.core.cache import cache
 
 from accounts.models import ApiToken, SupportMessage, User
-from backoffice.proxy import client_ip
+from core.proxy import client_ip
 
 
 class PasswordRulesUnderPassword:

@@ -5,7 +5,6 @@ from accounts import views
 from accounts.forms import PasswordChangeForm, PasswordResetForm, SetPasswordForm, ThrottledAuthenticationForm
 
 urlpatterns = [
-    path("signup/", views.signup, name="signup"),
     path(
         "login/",
         auth_views.LoginView.as_view(

@@ -1,6 +1,5 @@
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.mail import send_mail
 from django.http import HttpRequest, HttpResponse
@@ -9,21 +8,8 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from accounts.forms import SignupForm, SupportForm, TokenForm
+from accounts.forms import SupportForm, TokenForm
 from accounts.models import ApiToken, SupportMessage, User
-from billing.customers import start_billing
-
-
-def signup(request: HttpRequest) -> HttpResponse:
-    if request.user.is_authenticated:
-        return redirect("dashboard")
-    form = SignupForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        user = form.save()
-        start_billing(user)
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect("tokens")
-    return TemplateResponse(request, "accounts/signup.html", {"form": form})
 
 
 @login_required

@@ -235,7 +235,7 @@ LOGIN_FAILURES_PER_EMAIL = env_int("LOGIN_FAILURES_PER_EMAIL", 5)
 LOGIN_FAILURES_PER_IP = env_int("LOGIN_FAILURES_PER_IP", 20)
 LOGIN_FAILURE_WINDOW = env_int("LOGIN_FAILURE_WINDOW", 15 * 60)
 # Reverse proxies in front that append the client's address to X-Forwarded-For (Traefik: 1).
-# 0 trusts none: the client is REMOTE_ADDR. See backoffice/proxy.py.
+# 0 trusts none: the client is REMOTE_ADDR. See core/proxy.py.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 if TRUSTED_PROXY_COUNT < 0:
     raise ImproperlyConfigured(f"TRUSTED_PROXY_COUNT must be 0 or more, not {TRUSTED_PROXY_COUNT}.")

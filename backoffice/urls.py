@@ -5,6 +5,7 @@ from backoffice import views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("signup/", views.signup, name="signup"),
     path("", include("accounts.urls")),
     path("", include("usage.urls")),
     path("", include("billing.urls")),

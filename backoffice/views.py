@@ -1,12 +1,18 @@
+"""Pages that draw on several apps (the dashboard, sign-up), and the error pages."""
+
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from accounts.forms import SignupForm
+from billing.customers import start_billing
 from billing.models import Plan
 from usage.charts import quotas
 from usage.queries import allowed_and_refused, recent_refusals
@@ -25,6 +31,19 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "api_base_url": settings.API_BASE_URL,
     }
     return TemplateResponse(request, "dashboard.html", context)
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    """An account (accounts) with its billing started (billing)."""
+    if request.user.is_authenticated:
+        return redirect("dashboard")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        start_billing(user)
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("tokens")
+    return TemplateResponse(request, "accounts/signup.html", {"form": form})
 
 
 # Error pages, in the site's layout. 400 and 500 are rendered without the request, as Django's own

@@ -12,7 +12,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from backoffice.json_bodies import Refused, parse_json, problem_response, read_body
+from core.json_bodies import Refused, parse_json, problem_response, read_body
 from billing.customers import customer_of, ensure_stripe_customer, sync
 from billing.plan_changes import checkout_url, complete_checkout, portal_url, switch_plan
 from billing.stripe_client import enabled

@@ -13,7 +13,7 @@ import math
 
 from django.http import HttpRequest, HttpResponse
 
-from usage.forward_auth import problem
+from core.problems import CONTENT_TYPE, problem_body
 
 MAX_DEPTH = 32  # Stripe's events nest about 10 levels, quantities 2
 
@@ -27,8 +27,7 @@ class Refused(Exception):
 
 
 def problem_response(status: int, title: str, detail: str, **extra) -> HttpResponse:
-    answer = problem(status, title, detail, **extra)
-    return HttpResponse(answer.body, status=answer.status, headers=dict(answer.headers))
+    return HttpResponse(problem_body(status, title, detail, **extra), status=status, content_type=CONTENT_TYPE)
 
 
 def read_body(request: HttpRequest, max_bytes: int) -> bytes:

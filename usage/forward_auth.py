@@ -22,7 +22,6 @@ one) and returns an `Answer`, so the Django view and the lean WSGI entry point
 """
 
 import itertools
-import json
 import logging
 import math
 import posixpath
@@ -43,8 +42,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection
 
 from accounts.models import ApiToken, token_hash_key, token_matches, token_prefix
-from billing.models import Plan, calendar_month
-from billing.models import Window
+from billing.models import Plan, Window, calendar_month
+from core.problems import CONTENT_TYPE, problem_body
 from usage.limiter import Limit, MemoryCounters, RedisCounters, Verdict
 from usage.recorder import UsageEvent, recorder, storable
 
@@ -74,8 +73,7 @@ class Answer(NamedTuple):  # a tuple: made on every decision, so cheap to make
 
 def problem(status: int, title: str, detail: str, headers: list[tuple[str, str]] = (), **extra) -> Answer:
     """An RFC 9457 problem answer."""
-    body = {"type": f"about:blank#{title.lower().replace(' ', '-')}", "title": title, "status": status, "detail": detail}
-    return Answer(status, [("Content-Type", "application/problem+json"), *headers], json.dumps(body | extra).encode())
+    return Answer(status, [("Content-Type", CONTENT_TYPE), *headers], problem_body(status, title, detail, **extra))
 
 
 def unauthorized(detail: str) -> Answer:

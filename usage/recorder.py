@@ -6,7 +6,7 @@ and never fails. The flusher wakes every USAGE_FLUSH_SECONDS (or as soon as
 USAGE_FLUSH_BATCH events wait) and COPYs them into api_calls; a batch holding
 a request id already stored (retried after an unclear failure) goes through a
 staging table that skips those ids, so it counts once. Then it merges the
-quantities the model services reported (usage/views.py) into their events.
+quantities the model services reported (usage/endpoints.py) into their events.
 
 While the database is down the flusher retries with backoff, keeps at most
 USAGE_MEMORY_LIMIT events in memory and appends the rest to a journal in

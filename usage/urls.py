@@ -1,11 +1,11 @@
 from django.urls import path
 
-from usage import views
+from usage import endpoints, views
 
 urlpatterns = [
-    path("forward-auth", views.forward_auth, name="forward_auth"),
-    path("forward-auth/release", views.release_lease, name="release_lease"),
-    path("usage/quantities", views.report_quantities, name="report_quantities"),
+    path("forward-auth", endpoints.forward_auth, name="forward_auth"),
+    path("forward-auth/release", endpoints.release_lease, name="release_lease"),
+    path("usage/quantities", endpoints.report_quantities, name="report_quantities"),
     path("usage/", views.usage_page, name="usage"),
     path("usage/export.csv", views.usage_csv, name="usage_csv"),
     path("staff/usage/", views.usage_overview, name="usage_overview"),

@@ -3,7 +3,7 @@
 import pytest
 from django.test import RequestFactory
 
-from backoffice.proxy import client_ip
+from core.proxy import client_ip
 
 
 def request_from(remote_addr: str, forwarded_for: str | None = None):

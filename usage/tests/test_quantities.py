@@ -5,7 +5,7 @@ import json
 import pytest
 
 from usage.models import Quantity
-from usage.views import MAX_QUANTITIES_BYTES
+from usage.endpoints import MAX_QUANTITIES_BYTES
 
 URL = "/usage/quantities"
 
