@@ -94,7 +94,8 @@ class ApiToken(models.Model):
     """A customer's key to the NLP API.
 
     The secret is shown once at creation; only its keyed hash and a short
-    visible prefix are stored.
+    visible prefix are stored. Triggers of the usage app (its migration 0006)
+    watch this table and accounts_user for forward-auth; its recorder sets last_used.
     """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tokens")

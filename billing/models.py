@@ -120,7 +120,8 @@ class EndpointLimit(models.Model):
 
 class Customer(models.Model):
     """A user's billing state: the Stripe customer and subscription as Stripe returned them (JSONB),
-    and what they imply here: the plan in effect and the current billing period."""
+    and what they imply here: the plan in effect and the current billing period. Triggers of the
+    usage app (its migration 0006) watch this table, plans and endpoint limits for forward-auth."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="customer")
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="customers")
