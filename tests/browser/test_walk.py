@@ -120,6 +120,7 @@ class Walker:
         """
         page = self.page
         expect(page).to_have_url(re.compile(re.escape(url) + "$"))
+        page.wait_for_load_state()  # a full-page navigation (to a login page) has its URL before its body
         if heading:
             expect(page.locator("h1")).to_have_text(heading)
         expect(page).to_have_title(title or f"{heading} · NLP API")
