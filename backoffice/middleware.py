@@ -3,12 +3,15 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import resolve_url
+from django.template.context import make_context
+from django.template.loader_tags import BlockNode
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers, patch_vary_headers
 from django_htmx.http import HttpResponseClientRedirect
 
 CONTENT_PARTIAL = "content"
+TITLE = "{} · NLP API"  # as base.html's <title>
 NOT_FOR_HISTORY = b'hx-history="false"'
 
 
@@ -44,12 +47,26 @@ class HtmxPageMiddleware:
             # The partial named like the swap's target (a chart inside a page, say), else the
             # content; a template without either (admin, say) falls back to its full page.
             partials = [request.htmx.target, CONTENT_PARTIAL] if request.htmx.target else [CONTENT_PARTIAL]
+            if request.htmx.target in (None, CONTENT_PARTIAL) and (title := page_title(response, request)):
+                # htmx sets the document's title from a <title> in what it swaps in.
+                response.add_post_render_callback(lambda page: setattr(page, "content", title + page.content))
             response.template_name = [f"{name}#{partial}" for partial in partials for name in names] + list(names)
         return response
 
     @staticmethod
     def _is_login_redirect(response: HttpResponse) -> bool:
         return urlsplit(response["Location"]).path in (resolve_url(settings.LOGIN_URL), reverse("admin:login"))
+
+
+def page_title(response: TemplateResponse, request: HttpRequest) -> bytes | None:
+    """The page template's title block, rendered alone, as a <title> element; None without one."""
+    template = response.resolve_template(response.template_name).template
+    block = next((node for node in template.nodelist.get_nodes_by_type(BlockNode) if node.name == "title"), None)
+    if block is None:
+        return None
+    context = make_context(response.context_data, request)
+    with context.bind_template(template):
+        return f"<title>{TITLE.format(block.render(context).strip())}</title>".encode()  # escaped as rendered
 
 
 class ContentSecurityPolicyMiddleware:

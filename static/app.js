@@ -1,5 +1,5 @@
 // Small page behaviours htmx does not cover: errors during swaps, the
-// current-page marker and title after htmx navigation, copy buttons, and
+// current-page marker after htmx navigation, copy buttons, and
 // keeping token secrets and past sessions out of the browser's history.
 (function () {
   "use strict";
@@ -36,12 +36,10 @@
   document.addEventListener("htmx:sendError", function () {
     showAlert("The server could not be reached. Check your connection and try again.");
   });
-  // On the swap, not the settle 20 ms later: a Back in between would snapshot the new page under the old title.
+  // (htmx sets the title from the <title> the server puts in each page's fragment.)
   document.addEventListener("htmx:afterSwap", function (event) {
     // event.target, not event.detail.target: a history restore swaps with no detail.target.
     if (event.target.id !== "content") return;
-    const heading = document.querySelector("#content h1");
-    if (heading) document.title = `${heading.textContent.trim()} · NLP API`;
     markCurrentPage();
     document.getElementById("content").focus({ preventScroll: true });
   });

@@ -1,5 +1,6 @@
 """Every page answers a full page, its fragment to htmx, and the full page to a history restore."""
 
+import re
 from html.parser import HTMLParser
 
 import pytest
@@ -41,6 +42,13 @@ def test_an_htmx_request_gets_only_the_content_fragment(client, page_url):
     assert response.status_code == 200
     assert b"<html" not in response.content and b'aria-label="Main"' not in response.content
     assert b"<h1>" in response.content
+
+
+def test_the_fragment_brings_the_pages_title_for_htmx_to_set(client, page_url):
+    full = client.get(page_url).content.decode()
+    fragment = client.get(page_url, **HTMX).content.decode()
+    title = re.search(r"<title>(.*?)</title>", full).group(0)
+    assert fragment.startswith(title) and fragment.count("<title>") == 1
 
 
 def test_a_history_restore_gets_the_full_page(client, page_url):
@@ -86,7 +94,7 @@ def test_a_page_without_a_fragment_falls_back_to_the_full_page(staff_client):
 
 def test_the_shell_serves_htmx_locally_and_sends_csrf_with_htmx_requests(customer_client):
     html = customer_client.get(reverse("dashboard")).content.decode()
-    assert '<script src="/static/htmx.min.js"' in html
+    assert '<script src="/static/htmx-2.0.11.min.js"' in html
     assert "hx-headers='{\"X-CSRFToken\": \"" in html
     assert 'hx-indicator="#progress"' in html
 
