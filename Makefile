@@ -20,7 +20,10 @@ run: $(VENV)/.installed
 manage: $(VENV)/.installed
 	@$(PY) -m backoffice.run manage $(ARGS)
 
+# Lint and format first (ruff, pyproject.toml): seconds, before minutes of tests.
 test: $(VENV)/.installed system-packages $(TIMESCALEDB_CHECK)/node_modules $(BROWSER_TESTS)/node_modules
+	$(VENV)/bin/ruff check --quiet .
+	$(VENV)/bin/ruff format --check --quiet .
 	DEBUG=1 DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 $(VENV)/.installed: requirements.txt requirements-test.txt

@@ -9,12 +9,11 @@ from django.db import connection
 from accounts.models import User
 from billing.models import EndpointLimit, Plan
 from billing.plans import seed_plans
+from tests.helpers import PASSWORD
 from usage import forward_auth
 
 # localstripe and the fake Stripe in front of it, for the billing and browser tests.
 pytest_plugins = ["billing.tests.stripe_fixtures"]
-
-PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -86,7 +85,3 @@ def customer_client(client, customer):
 def staff_client(client, staff_user):
     client.force_login(staff_user)
     return client
-
-
-HTMX = {"HTTP_HX_REQUEST": "true"}
-HISTORY_RESTORE = {"HTTP_HX_REQUEST": "true", "HTTP_HX_HISTORY_RESTORE_REQUEST": "true"}

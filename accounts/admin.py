@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
-from django.utils import timezone
 from django.core.mail import send_mail
+from django.utils import timezone
 
 from accounts.forms import StaffAuthenticationForm
 from accounts.models import ApiToken, SupportMessage

@@ -4,7 +4,8 @@ import secrets
 import string
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser, UserManager as BaseUserManager
+from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import UserManager as BaseUserManager
 from django.db import models
 from django.utils import timezone
 
@@ -67,12 +68,7 @@ def token_prefix(token: str) -> str | None:
     """The visible prefix (`nlp_xxxxxxxx`) of a well-formed token, else None."""
     prefix, separator, secret = token[:PREFIX_END], token[PREFIX_END : PREFIX_END + 1], token[PREFIX_END + 1 :]
     body = prefix.removeprefix(TOKEN_MARKER)
-    if (
-        separator != "_"
-        or len(secret) != SECRET_LENGTH
-        or len(body) != PREFIX_LENGTH
-        or not set(body) <= PREFIX_CHARS
-    ):
+    if separator != "_" or len(secret) != SECRET_LENGTH or len(body) != PREFIX_LENGTH or not set(body) <= PREFIX_CHARS:
         return None
     return prefix
 

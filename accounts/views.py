@@ -49,7 +49,9 @@ def support(request: HttpRequest) -> HttpResponse:
         message = form.save(commit=False)
         message.user = request.user
         message.save()
-        notify_staff(message, request.build_absolute_uri(reverse("admin:accounts_supportmessage_change", args=[message.pk])))
+        notify_staff(
+            message, request.build_absolute_uri(reverse("admin:accounts_supportmessage_change", args=[message.pk]))
+        )
         messages.success(request, "Message sent. We answer within one working day, here and by e-mail.")
         return redirect("support")
     context = {"form": form, "support_messages": request.user.support_messages.all()}
@@ -57,8 +59,10 @@ def support(request: HttpRequest) -> HttpResponse:
 
 
 def notify_staff(message: SupportMessage, admin_url: str) -> None:
-    recipients = [settings.SUPPORT_EMAIL] if settings.SUPPORT_EMAIL else list(
-        User.objects.filter(is_staff=True, is_active=True).values_list("email", flat=True)
+    recipients = (
+        [settings.SUPPORT_EMAIL]
+        if settings.SUPPORT_EMAIL
+        else list(User.objects.filter(is_staff=True, is_active=True).values_list("email", flat=True))
     )
     send_mail(
         f"[Support] {message.subject}",

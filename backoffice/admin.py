@@ -27,7 +27,6 @@ class CustomerInline(admin.StackedInline):
         return pretty_json(customer.stripe_subscription)
 
 
-
 @admin.action(description="Sync from Stripe")
 def sync_users(modeladmin, request, queryset):
     sync_customers(modeladmin, request, Customer.objects.filter(user__in=queryset))
@@ -56,5 +55,7 @@ class UserAdmin(BaseUserAdmin):
         chart = UsageReport(RANGES["30d"], timezone.now(), user.pk).charts()[0]
         return format_html(
             '<div>{}</div><p>{} calls. <a href="{}">Charts, table and CSV of this customer\'s calls</a></p>',
-            chart.svg(), f"{chart.total:,}", reverse("customer_usage", args=[user.pk]),
+            chart.svg(),
+            f"{chart.total:,}",
+            reverse("customer_usage", args=[user.pk]),
         )

@@ -27,13 +27,22 @@ def render(name: str, directory: Path, replacements: list[tuple[str, str]]) -> P
     return path
 
 
-def traefik_command(directory: Path, port: int, backoffice_url: str, api_url: str, host: str = "api.example.com") -> list[str]:
+def traefik_command(
+    directory: Path, port: int, backoffice_url: str, api_url: str, host: str = "api.example.com"
+) -> list[str]:
     """Traefik listening on 127.0.0.1:`port` for `host`, asking `backoffice_url` about every call to `api_url`."""
-    return static_command(directory, port, dynamic_configuration(directory, f"{backoffice_url}/forward-auth", api_url, host))
+    return static_command(
+        directory, port, dynamic_configuration(directory, f"{backoffice_url}/forward-auth", api_url, host)
+    )
 
 
 def dynamic_configuration(
-    directory: Path, forward_auth_address: str, api_url: str, host: str = "api.example.com", *, forward_auth: bool = True
+    directory: Path,
+    forward_auth_address: str,
+    api_url: str,
+    host: str = "api.example.com",
+    *,
+    forward_auth: bool = True,
 ) -> Path:
     """dynamic.yml, asking `forward_auth_address` about every call to `api_url`.
 
@@ -53,10 +62,14 @@ def dynamic_configuration(
 
 def static_command(directory: Path, port: int, dynamic: Path) -> list[str]:
     """Traefik with the shipped traefik.yml, listening on 127.0.0.1:`port` and loading `dynamic`."""
-    static = render("traefik.yml", directory, [
-        ('":443"', f'"127.0.0.1:{port}"'),
-        ("/etc/traefik/dynamic.yml", str(dynamic)),
-    ])
+    static = render(
+        "traefik.yml",
+        directory,
+        [
+            ('":443"', f'"127.0.0.1:{port}"'),
+            ("/etc/traefik/dynamic.yml", str(dynamic)),
+        ],
+    )
     return [str(TRAEFIK), f"--configFile={static}"]
 
 

@@ -88,18 +88,20 @@ class ContentSecurityPolicyMiddleware:
 
     @staticmethod
     def policy() -> str:
-        return "; ".join([
-            "default-src 'self'",
-            "script-src 'self'",
-            "style-src 'self'",
-            "img-src 'self' data:",  # base.html's empty favicon
-            "object-src 'none'",
-            "base-uri 'self'",
-            "frame-ancestors 'none'",
-            # Billing's forms are answered with redirects to Stripe's Checkout and Portal,
-            # and browsers apply form-action to where a form's redirects lead too.
-            f"form-action 'self' {stripe_pages()}",
-        ])
+        return "; ".join(
+            [
+                "default-src 'self'",
+                "script-src 'self'",
+                "style-src 'self'",
+                "img-src 'self' data:",  # base.html's empty favicon
+                "object-src 'none'",
+                "base-uri 'self'",
+                "frame-ancestors 'none'",
+                # Billing's forms are answered with redirects to Stripe's Checkout and Portal,
+                # and browsers apply form-action to where a form's redirects lead too.
+                f"form-action 'self' {stripe_pages()}",
+            ]
+        )
 
 
 def stripe_pages() -> str:

@@ -45,8 +45,10 @@ def main() -> None:
     for name in (signal.SIGINT, signal.SIGTERM):
         signal.signal(name, _stop)
     DATA_DIR.mkdir(exist_ok=True)
-    port, api_port, gateway_port = (int(os.environ.get(name, default)) for name, default in
-                                    [("PORT", 8000), ("API_PORT", 8001), ("GATEWAY_PORT", 8080)])
+    port, api_port, gateway_port = (
+        int(os.environ.get(name, default))
+        for name, default in [("PORT", 8000), ("API_PORT", 8001), ("GATEWAY_PORT", 8080)]
+    )
     gateway_url = f"http://127.0.0.1:{gateway_port}"
     _configure()
     os.environ.setdefault("API_BASE_URL", gateway_url)
@@ -61,11 +63,23 @@ def main() -> None:
         _start(children, ["deploy/serve"], port, HOST="127.0.0.1", PORT=str(port), WEB_WORKERS="2")
         _start(
             children,
-            [str(BIN / "uvicorn"), "nlp_api.app:app", "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning"],
-            api_port, BACKOFFICE_URL=backoffice_url,
+            [
+                str(BIN / "uvicorn"),
+                "nlp_api.app:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(api_port),
+                "--log-level",
+                "warning",
+            ],
+            api_port,
+            BACKOFFICE_URL=backoffice_url,
         )
         (DATA_DIR / "traefik").mkdir(exist_ok=True)
-        command = traefik_command(DATA_DIR / "traefik", gateway_port, backoffice_url, f"http://127.0.0.1:{api_port}", "127.0.0.1")
+        command = traefik_command(
+            DATA_DIR / "traefik", gateway_port, backoffice_url, f"http://127.0.0.1:{api_port}", "127.0.0.1"
+        )
         _start(children, command, gateway_port)
         try:
             wait_for_routes(gateway_port, "127.0.0.1")
@@ -146,8 +160,23 @@ def _valkey(children: list[subprocess.Popen]) -> None:
     port = free_port()
     os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
     print(f"Embedded Valkey on port {port} (rate-limit counters, login throttling)", flush=True)
-    _start(children, [str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-                   "--logfile", str(DATA_DIR / "valkey.log")], port)
+    _start(
+        children,
+        [
+            str(get_binary_path()),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--logfile",
+            str(DATA_DIR / "valkey.log"),
+        ],
+        port,
+    )
 
 
 def _prepare_database() -> str:
@@ -172,8 +201,13 @@ def _start(children: list[subprocess.Popen], args: list[str], port: int, **env: 
     """A child process in its own session (Ctrl-C reaches only this process, which stops the
     children in order) that the kernel ends if this process dies; returns once `port` listens.
     It joins `children` at once, so a stop during its start stops it in order too."""
-    child = subprocess.Popen(args, cwd=BASE_DIR, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **env},
-                             start_new_session=True, preexec_fn=_die_with_parent)
+    child = subprocess.Popen(
+        args,
+        cwd=BASE_DIR,
+        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **env},
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
     children.append(child)
     wait_for_port(port, child, seconds=60)
 

@@ -139,8 +139,11 @@ try:
     # conn_max_age); the health check on checkout skips those a database restart killed.
     # Without DATABASE_URL, commands that need no database (collectstatic) still run: the
     # first query stops, saying to set it.
-    DATABASES = {"default": dj_database_url.parse(env("DATABASE_URL"), conn_health_checks=True)
-                 if env("DATABASE_URL", "") else {"ENGINE": "backoffice.no_database"}}
+    DATABASES = {
+        "default": dj_database_url.parse(env("DATABASE_URL"), conn_health_checks=True)
+        if env("DATABASE_URL", "")
+        else {"ENGINE": "backoffice.no_database"}
+    }
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
 # At most DATABASE_POOL_SIZE connections per process. Two stay with its background threads
@@ -148,16 +151,22 @@ except ValueError as exc:
 # DATABASE_POOL_TIMEOUT seconds for one, then failing with an error instead of piling up.
 DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10)
 if DATABASE_POOL_SIZE < 3:
-    raise ImproperlyConfigured(f"DATABASE_POOL_SIZE must be at least 3 (2 for background threads), not {DATABASE_POOL_SIZE}.")
+    raise ImproperlyConfigured(
+        f"DATABASE_POOL_SIZE must be at least 3 (2 for background threads), not {DATABASE_POOL_SIZE}."
+    )
 DATABASE_POOL_TIMEOUT = env_float("DATABASE_POOL_TIMEOUT", 10.0)
 if DATABASE_POOL_TIMEOUT <= 0:
-    raise ImproperlyConfigured(f"DATABASE_POOL_TIMEOUT must be a positive number of seconds, not {DATABASE_POOL_TIMEOUT}.")
+    raise ImproperlyConfigured(
+        f"DATABASE_POOL_TIMEOUT must be a positive number of seconds, not {DATABASE_POOL_TIMEOUT}."
+    )
 database_options = DATABASES["default"].setdefault("OPTIONS", {})
 # Every query here is short (pages read rollups): PostgreSQL's JIT compiled for 100-300 ms what
 # then ran in 2 (the usage flusher's merge, every second, a quarter of a core).
 database_options["options"] = f"{database_options.get('options', '')} -c jit=off".strip()
 database_options["pool"] = {
-    "min_size": 2, "max_size": DATABASE_POOL_SIZE, "timeout": DATABASE_POOL_TIMEOUT,
+    "min_size": 2,
+    "max_size": DATABASE_POOL_SIZE,
+    "timeout": DATABASE_POOL_TIMEOUT,
     # A failing connection attempt is retried with backoff for 5 s, then dropped so that the next
     # request starts afresh: service resumes seconds after an outage, not minutes (psycopg's 300 s).
     "reconnect_timeout": 5,
@@ -242,9 +251,7 @@ if TRUSTED_PROXY_COUNT < 0:
 
 EMAIL_HOST = env("EMAIL_HOST", "")
 EMAIL_BACKEND = (
-    "django.core.mail.backends.smtp.EmailBackend"
-    if EMAIL_HOST
-    else "django.core.mail.backends.console.EmailBackend"
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend"
 )
 EMAIL_PORT = env_int("EMAIL_PORT", 587)
 EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")

@@ -8,9 +8,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/backoffice_bench")
 ENV = {
-    "DATABASE_URL": DATABASE_URL, "DEBUG": "0", "SECRET_KEY": "bench-" + "x" * 50, "TOKEN_HASH_KEY": "bench-token-key",
-    "ALLOWED_HOSTS": "127.0.0.1,testserver", "LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "backoffice.settings",
-    "SECURE_SSL_REDIRECT": "0", "USAGE_JOURNAL_DIR": "/tmp/backoffice-bench-journal",
+    "DATABASE_URL": DATABASE_URL,
+    "DEBUG": "0",
+    "SECRET_KEY": "bench-" + "x" * 50,
+    "TOKEN_HASH_KEY": "bench-token-key",
+    "ALLOWED_HOSTS": "127.0.0.1,testserver",
+    "LOG_LEVEL": "WARNING",
+    "DJANGO_SETTINGS_MODULE": "backoffice.settings",
+    "SECURE_SSL_REDIRECT": "0",
+    "USAGE_JOURNAL_DIR": "/tmp/backoffice-bench-journal",
 }
 
 

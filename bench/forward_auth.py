@@ -37,8 +37,8 @@ CONNECTIONS = 32
 GO_PORT, OUR_PORT = 18080, 18081
 
 sys.path.insert(0, str(ROOT))
-from bench import database  # noqa: E402
 from backoffice.ports import wait_for_port  # noqa: E402
+from bench import database  # noqa: E402
 
 
 def setup_database() -> str:
@@ -54,7 +54,9 @@ def setup_database() -> str:
     plan, _ = Plan.objects.update_or_create(
         slug="bench", defaults=dict(name="Bench", per_minute=huge, per_hour=huge, per_day=huge, per_month=huge)
     )
-    EndpointLimit.objects.update_or_create(plan=plan, pattern="/v1/*/entities", window="minute", defaults={"quota": huge})
+    EndpointLimit.objects.update_or_create(
+        plan=plan, pattern="/v1/*/entities", window="minute", defaults={"quota": huge}
+    )
     user, _ = User.objects.get_or_create(email="bench@example.com")
     Customer.objects.update_or_create(user=user, defaults={"plan": plan})
     user.tokens.all().delete()
@@ -71,7 +73,9 @@ def wrk(port, path, headers: dict[str, str], duration: str, script: str | None =
         args += ["-H", f"{name}: {value}"]
     if script:
         args += ["-s", script]
-    output = subprocess.run([*args, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
+    output = subprocess.run(
+        [*args, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True
+    ).stdout
     if "Non-2xx" in output or "Socket errors" in output:
         raise RuntimeError(f"the server did not answer 200 to every call:\n{output}")
     return output
@@ -97,7 +101,9 @@ def paced(loadgen: Path, port: int, path: str, headers: dict[str, str], rate: fl
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
     subprocess.run([*args, "-rate", str(rate), "-duration", "2s"], capture_output=True, check=True)
-    return subprocess.run([*args, "-rate", str(rate), "-duration", DURATION], capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        [*args, "-rate", str(rate), "-duration", DURATION], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def require_anchor() -> None:
@@ -119,14 +125,31 @@ def main() -> None:
 
         go_env = {**os.environ, "GOMAXPROCS": "1", "LIMIT": "1000000000", "ADDR": f"127.0.0.1:{GO_PORT}"}
         ours = ["deploy/serve"]
-        our_env = {**server_env(), "HOST": "127.0.0.1", "PORT": str(OUR_PORT), "WEB_WORKERS": "1",
-                   "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # this virtualenv's granian
+        our_env = {
+            **server_env(),
+            "HOST": "127.0.0.1",
+            "PORT": str(OUR_PORT),
+            "WEB_WORKERS": "1",
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        }  # this virtualenv's granian
 
         with server([anchor], GO_PORT, go_env):
             go_rps = measure(*go_call)
         # Python's ceiling here: the anchor's logic as a bare WSGI callable, served as ours is.
-        granian = ["granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(OUR_PORT), "--workers", "1",
-                   "--blocking-threads", "4", "bench.anchor_wsgi:application"]
+        granian = [
+            "granian",
+            "--interface",
+            "wsgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(OUR_PORT),
+            "--workers",
+            "1",
+            "--blocking-threads",
+            "4",
+            "bench.anchor_wsgi:application",
+        ]
         with server(granian, OUR_PORT, {**our_env, "LIMIT": "1000000000"}):
             ceiling_rps = measure(OUR_PORT, "/", {"Authorization": token})
         # The decision alone: usage appended to the in-memory buffer, the flusher idle, no changes.
@@ -142,11 +165,15 @@ def main() -> None:
 
     tokens = int(os.environ.get("BENCH_TOKENS", 1_000_000))
     print(f"seed Go service (1 core):                      {go_rps:10,.0f} calls/s")
-    print(f"the anchor's logic in bare Python (ceiling):  {ceiling_rps:10,.0f} calls/s  ({ceiling_rps / go_rps:.2f} of Go)")
-    print(f"ours, the decision alone (usage buffered):     {alone_rps:10,.0f} calls/s  ({alone_rps / go_rps:.2f} of Go)")
+    print(
+        f"the anchor's logic in bare Python (ceiling):  {ceiling_rps:10,.0f} calls/s  ({ceiling_rps / go_rps:.2f} of Go)"
+    )
+    print(
+        f"ours, the decision alone (usage buffered):     {alone_rps:10,.0f} calls/s  ({alone_rps / go_rps:.2f} of Go)"
+    )
     print(f"ours, {tokens:,} tokens, usage written, 10 changes/s: {our_rps:10,.0f} calls/s")
     print(f"ratio ours / Go, the real figure:              {our_rps / go_rps:10.2f}   (goal: at least 0.60)")
-    print(f"at half our real throughput, Poisson arrivals (goal: p99 under 2 ms):")
+    print("at half our real throughput, Poisson arrivals (goal: p99 under 2 ms):")
     print(f"  ours: {our_latency.strip()}")
     print(f"  Go:   {go_latency.strip()}   (the same load on the anchor: the generator's own share)")
 
@@ -166,8 +193,10 @@ def token_changes(per_second: int):
                 if stop.wait(1 / per_second):
                     return
                 prefix = secret_of(n // 2 % 1000)[:12]
-                conn.execute("UPDATE accounts_apitoken SET revoked_at = %s WHERE prefix = %s",
-                             ["2027-01-01" if n % 2 == 0 else None, prefix])
+                conn.execute(
+                    "UPDATE accounts_apitoken SET revoked_at = %s WHERE prefix = %s",
+                    ["2027-01-01" if n % 2 == 0 else None, prefix],
+                )
 
     thread = threading.Thread(target=change)
     thread.start()

@@ -48,8 +48,10 @@ def populate(total: int) -> None:
             return
         cursor.execute("SELECT email, id FROM accounts_user WHERE email ~ '^bench[0-9]+@example.com$'")
         ids = {int(email[5:].partition("@")[0]): user_id for email, user_id in cursor.fetchall()}
-        with cursor.copy("COPY accounts_user (password, is_superuser, email, is_staff, is_active, date_joined, "
-                         "first_name, last_name) FROM STDIN") as copy:
+        with cursor.copy(
+            "COPY accounts_user (password, is_superuser, email, is_staff, is_active, date_joined, "
+            "first_name, last_name) FROM STDIN"
+        ) as copy:
             for account in range(len(ids), total // TOKENS_PER_ACCOUNT):
                 copy.write_row(["!", False, f"bench{account}@example.com", False, True, "2027-01-01", "", ""])
         cursor.execute("SELECT email, id FROM accounts_user WHERE email ~ '^bench[0-9]+@example.com$'")
@@ -57,7 +59,9 @@ def populate(total: int) -> None:
         with cursor.copy("COPY accounts_apitoken (user_id, name, prefix, digest, created) FROM STDIN") as copy:
             for i in range(have, total):
                 secret = secret_of(i)
-                copy.write_row([ids[i // TOKENS_PER_ACCOUNT], "bench", secret[:12], token_digest(secret, key).hex(), "2027-01-01"])
+                copy.write_row(
+                    [ids[i // TOKENS_PER_ACCOUNT], "bench", secret[:12], token_digest(secret, key).hex(), "2027-01-01"]
+                )
         cursor.execute("DELETE FROM forward_auth_change")  # the bulk load's own feed: nobody is reading it
         cursor.execute("ANALYZE accounts_user, accounts_apitoken")
 
@@ -147,7 +151,9 @@ def main() -> None:
     print("\n" + " | ".join(f"{column:>26}" for column in columns))
     for row in rows:
         print(" | ".join(f"{value:>26,.1f}" if isinstance(value, float) else f"{value:>26,}" for value in row.values()))
-    print(f"\nstate at 1M / state at 10k: {rows[-1][columns[2]] / rows[0][columns[2]]:.2f}x  (flat: cost grows with use, not size)")
+    print(
+        f"\nstate at 1M / state at 10k: {rows[-1][columns[2]] / rows[0][columns[2]]:.2f}x  (flat: cost grows with use, not size)"
+    )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,13 @@ def main() -> None:
     call = {"Authorization": f"Bearer {token}"}
     gateway_port, upstream_port, go_port, our_port = free_port(), free_port(), free_port(), free_port()
     ours_env = {
-        **server_env(), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # this virtualenv's granian
-        "HOST": "127.0.0.1", "PORT": str(our_port), "WEB_WORKERS": "1", "REDIS_URL": REDIS_URL, "FORWARD_AUTH_BACKEND": "redis",
+        **server_env(),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # this virtualenv's granian
+        "HOST": "127.0.0.1",
+        "PORT": str(our_port),
+        "WEB_WORKERS": "1",
+        "REDIS_URL": REDIS_URL,
+        "FORWARD_AUTH_BACKEND": "redis",
     }
     figures: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,10 +66,21 @@ def main() -> None:
 
             @contextmanager
             def gateway(forward_auth_address: str, forward_auth: bool = True):
-                dynamic = dynamic_configuration(directory, forward_auth_address, f"http://127.0.0.1:{upstream_port}", HOST,
-                                                forward_auth=forward_auth)
-                command = ["taskset", "-c", cpus, "env", f"GOMAXPROCS={go_env['GOMAXPROCS']}",
-                           *static_command(directory, gateway_port, dynamic)]
+                dynamic = dynamic_configuration(
+                    directory,
+                    forward_auth_address,
+                    f"http://127.0.0.1:{upstream_port}",
+                    HOST,
+                    forward_auth=forward_auth,
+                )
+                command = [
+                    "taskset",
+                    "-c",
+                    cpus,
+                    "env",
+                    f"GOMAXPROCS={go_env['GOMAXPROCS']}",
+                    *static_command(directory, gateway_port, dynamic),
+                ]
                 with running(command, gateway_port):
                     wait_for_routes(gateway_port, HOST)
                     yield

@@ -19,7 +19,16 @@ def events(count: int, prefix: str):
     start = time.time() - 3600
     endpoints = ["/v1/en/entities", "/v1/en/summarization", "/v1/de/generation"]
     for i in range(count):
-        yield (start + i * 0.001, 1 + i % 50, 1 + i % 200, endpoints[i % 3], "POST", 429 if i % 20 == 0 else 200, f"{prefix}{i}", False)
+        yield (
+            start + i * 0.001,
+            1 + i % 50,
+            1 + i % 200,
+            endpoints[i % 3],
+            "POST",
+            429 if i % 20 == 0 else 200,
+            f"{prefix}{i}",
+            False,
+        )
 
 
 def main() -> None:
@@ -56,7 +65,9 @@ def main() -> None:
         assert cursor.fetchone()[0] == BATCHED_EVENTS + NAIVE_EVENTS  # every event rolled up once
 
     print(f"record() on the request path:   {append_ns:8.0f} ns per event")
-    print(f"batched COPY (the flusher):     {batched:10,.0f} events/s  ({BATCHED_EVENTS:,} events; goal: at least 100,000)")
+    print(
+        f"batched COPY (the flusher):     {batched:10,.0f} events/s  ({BATCHED_EVENTS:,} events; goal: at least 100,000)"
+    )
     print(f"one INSERT per event:           {naive:10,.0f} events/s  ({NAIVE_EVENTS:,} events)")
     print(f"ratio:                          {batched / naive:10.1f}x  (goal: at least 20x)")
 

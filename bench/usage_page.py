@@ -45,11 +45,24 @@ def load_year(user_id: int) -> None:
     started = time.perf_counter()
     for chunk in range(0, EVENTS, 1_000_000):
         for i in range(chunk, chunk + 1_000_000):
-            recorder.record((now - span * i / EVENTS, user_id, None, ENDPOINTS[i % 5], "POST", 429 if i % 25 == 0 else 200, f"y{i}", False))
+            recorder.record(
+                (
+                    now - span * i / EVENTS,
+                    user_id,
+                    None,
+                    ENDPOINTS[i % 5],
+                    "POST",
+                    429 if i % 25 == 0 else 200,
+                    f"y{i}",
+                    False,
+                )
+            )
         assert recorder.flush()
         print(f"  loaded {chunk + 1_000_000:,} events ({time.perf_counter() - started:.0f} s)", flush=True)
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE api_calls SET words = 40, characters = 250 WHERE account_id = %s AND status = 200", [user_id])
+        cursor.execute(
+            "UPDATE api_calls SET words = 40, characters = 250 WHERE account_id = %s AND status = 200", [user_id]
+        )
         cursor.execute("VACUUM ANALYZE api_calls")
 
 
@@ -80,6 +93,7 @@ def main() -> None:
     client.force_login(user)
     print(f"{'range':>6} {'fragment p50':>13} {'p95':>8}   {'from raw events p50':>20} {'p95':>9}")
     for key, range_ in RANGES.items():
+
         def fragment():
             response = client.get("/usage/", {"range": key}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="usage-report")
             assert response.status_code == 200

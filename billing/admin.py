@@ -12,7 +12,10 @@ def pretty_json(value) -> str:
     """Cached Stripe JSON, readable and collapsed until asked for."""
     if not value:
         return "—"
-    return format_html('<details><summary>Show JSON</summary><pre class="json">{}</pre></details>', json.dumps(value, indent=2, sort_keys=True))
+    return format_html(
+        '<details><summary>Show JSON</summary><pre class="json">{}</pre></details>',
+        json.dumps(value, indent=2, sort_keys=True),
+    )
 
 
 class EndpointLimitInline(admin.TabularInline):
@@ -22,7 +25,18 @@ class EndpointLimitInline(admin.TabularInline):
 
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "price_label", "per_minute", "per_hour", "per_day", "per_month", "concurrency", "metered", "is_default"]
+    list_display = [
+        "name",
+        "slug",
+        "price_label",
+        "per_minute",
+        "per_hour",
+        "per_day",
+        "per_month",
+        "concurrency",
+        "metered",
+        "is_default",
+    ]
     list_editable = ["per_minute", "per_hour", "per_day", "per_month", "concurrency"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [EndpointLimitInline]
@@ -36,7 +50,9 @@ def sync_customers(modeladmin, request, queryset):
                 sync(customer)
             else:
                 ensure_stripe_customer(customer.user)
-            modeladmin.message_user(request, f"{customer.user}: synced, plan {Customer.objects.get(pk=customer.pk).plan}.")
+            modeladmin.message_user(
+                request, f"{customer.user}: synced, plan {Customer.objects.get(pk=customer.pk).plan}."
+            )
         except stripe.StripeError as error:
             modeladmin.message_user(request, f"{customer.user}: Stripe failed: {error}", messages.ERROR)
 
@@ -49,7 +65,14 @@ class CustomerAdmin(admin.ModelAdmin):
     list_select_related = ["user", "plan"]
     autocomplete_fields = ["user"]
     actions = [sync_customers]
-    readonly_fields = ["stripe_id", "synced_at", "customer_json", "subscription_json", "invoices_json", "upcoming_invoice_json"]
+    readonly_fields = [
+        "stripe_id",
+        "synced_at",
+        "customer_json",
+        "subscription_json",
+        "invoices_json",
+        "upcoming_invoice_json",
+    ]
     exclude = ["stripe_customer", "stripe_subscription", "stripe_invoices", "stripe_upcoming_invoice"]
 
     @admin.display(description="Stripe customer")

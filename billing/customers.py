@@ -76,7 +76,9 @@ def _sync(customer: Customer) -> None:
     if remote.get("deleted"):
         customer.stripe_subscription = customer.stripe_upcoming_invoice = None
     else:
-        subscriptions = [s.to_dict() for s in stripe.Subscription.list(customer=customer.stripe_id, status="all", limit=10).data]
+        subscriptions = [
+            s.to_dict() for s in stripe.Subscription.list(customer=customer.stripe_id, status="all", limit=10).data
+        ]
         customer.stripe_subscription = max(
             subscriptions, key=lambda s: (s.get("status") in PAYING_STATUSES, s.get("created", 0)), default=None
         )
@@ -100,7 +102,11 @@ def upcoming_invoice(customer: Customer) -> dict | None:
 def apply_subscription(customer: Customer) -> None:
     """The plan and billing period the cached subscription grants; Free when it grants none."""
     subscription = customer.stripe_subscription
-    plan = Plan.objects.filter(stripe_price_id=price_of(subscription), stripe_price_id__gt="").first() if subscription else None
+    plan = (
+        Plan.objects.filter(stripe_price_id=price_of(subscription), stripe_price_id__gt="").first()
+        if subscription
+        else None
+    )
     if subscription and subscription.get("status") in PAYING_STATUSES and plan:
         customer.current_period_start = moment(period_of(subscription, "start"))
         customer.current_period_end = moment(period_of(subscription, "end"))

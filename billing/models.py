@@ -43,7 +43,11 @@ def calendar_month(moment: datetime) -> tuple[datetime, datetime]:
 def billing_period(user, now: datetime) -> tuple[datetime, datetime]:
     """The user's current billing period: the subscription's while it runs, else the calendar month."""
     customer = Customer.objects.filter(user=user).first()
-    if customer and customer.current_period_start and customer.current_period_start <= now < customer.current_period_end:
+    if (
+        customer
+        and customer.current_period_start
+        and customer.current_period_start <= now < customer.current_period_end
+    ):
         return customer.current_period_start, customer.current_period_end
     return calendar_month(now)
 
@@ -104,14 +108,18 @@ class EndpointLimit(models.Model):
     quota = models.PositiveIntegerField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["plan", "pattern", "window"], name="one_limit_per_endpoint_window")]
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "pattern", "window"], name="one_limit_per_endpoint_window")
+        ]
 
     def __str__(self) -> str:
         return f"{self.pattern} {self.quota} {self.get_window_display()}"
 
     def regex(self) -> re.Pattern:
         """`*` matches one path segment; the pattern matches the whole path (no query)."""
-        return re.compile("".join("[^/]+" if part == "*" else re.escape(part) for part in re.split(r"(\*)", self.pattern)) + "$")
+        return re.compile(
+            "".join("[^/]+" if part == "*" else re.escape(part) for part in re.split(r"(\*)", self.pattern)) + "$"
+        )
 
     def clean(self):
         if "**" in self.pattern:
@@ -139,7 +147,9 @@ class Customer(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["stripe_id"], condition=~models.Q(stripe_id=""), name="one_customer_per_stripe_id")
+            models.UniqueConstraint(
+                fields=["stripe_id"], condition=~models.Q(stripe_id=""), name="one_customer_per_stripe_id"
+            )
         ]
 
     def __str__(self) -> str:

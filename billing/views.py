@@ -12,12 +12,12 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from core.json_bodies import Refused, parse_json, problem_response, read_body
 from billing.customers import customer_of, ensure_stripe_customer, sync
+from billing.models import Plan
 from billing.plan_changes import checkout_url, complete_checkout, portal_url, switch_plan
 from billing.stripe_client import enabled
 from billing.webhooks import is_event, process, receive
-from billing.models import Plan
+from core.json_bodies import Refused, parse_json, problem_response, read_body
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,9 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     except (UnicodeDecodeError, stripe.SignatureVerificationError):  # Stripe signs UTF-8 text
         return problem_response(400, "Bad signature", "The Stripe-Signature is missing, wrong or stale.")
     if not is_event(payload):
-        return problem_response(400, "Not a Stripe event", "Expected an event: an id (1 to 100 characters), a type, data.object.")
+        return problem_response(
+            400, "Not a Stripe event", "Expected an event: an id (1 to 100 characters), a type, data.object."
+        )
     stored = receive(payload)
     if stored is not None:
         process(stored.id)

@@ -6,5 +6,10 @@ CONTENT_TYPE = "application/problem+json"
 
 
 def problem_body(status: int, title: str, detail: str, **extra) -> bytes:
-    body = {"type": f"about:blank#{title.lower().replace(' ', '-')}", "title": title, "status": status, "detail": detail}
+    body = {
+        "type": f"about:blank#{title.lower().replace(' ', '-')}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
     return json.dumps(body | extra).encode()

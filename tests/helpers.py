@@ -13,3 +13,8 @@ def forward_auth() -> ForwardAuth:
 def authenticates(secret: str, auth: ForwardAuth | None = None) -> bool:
     """Whether forward-auth, the one check of a token, lets `secret` through now."""
     return (auth or forward_auth()).answer({"HTTP_AUTHORIZATION": f"Bearer {secret}"}).status == 200
+
+
+PASSWORD = "correct horse battery staple"
+HTMX = {"HTTP_HX_REQUEST": "true"}  # the test client's headers of an htmx request
+HISTORY_RESTORE = {"HTTP_HX_REQUEST": "true", "HTTP_HX_HISTORY_RESTORE_REQUEST": "true"}

@@ -81,7 +81,18 @@ def traefik(command: list[str], port: int, host: str = "api.example.com"):
 def nlp_api(port: int, backoffice_url: str, service_token: str = ""):
     """The example NLP API (uvicorn), releasing leases and reporting quantities to `backoffice_url`."""
     env = {"PATH": os.environ["PATH"], "BACKOFFICE_URL": backoffice_url, "USAGE_SERVICE_TOKEN": service_token}
-    uvicorn = [sys.executable, "-m", "uvicorn", "nlp_api.app:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    uvicorn = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "nlp_api.app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
     with running(uvicorn, port, env, cwd=settings.BASE_DIR) as process:
         yield process
 
@@ -113,3 +124,16 @@ def echo_upstream(port: int):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def processes_using(directory: Path) -> list[str]:
+    """Live processes whose command line or environment names `directory` (all that make run started)."""
+    found = []
+    for process in Path("/proc").glob("[0-9]*"):
+        try:
+            text = ((process / "cmdline").read_bytes() + (process / "environ").read_bytes()).decode(errors="replace")
+        except OSError:
+            continue  # gone meanwhile
+        if str(directory) in text:
+            found.append(text.replace("\0", " ")[:200])
+    return found

@@ -75,7 +75,9 @@ class Chart:  # coordinates are rounded here: templates print them as they are
         ]
         for y, label in self.y_ticks:
             parts.append(f'<line x1="0" x2="100%" y1="{y}" y2="{y}" stroke="#d9dee5"/>')
-            parts.append(f'<text class="axis" x="-6" y="{y}" text-anchor="end" dominant-baseline="middle">{label}</text>')
+            parts.append(
+                f'<text class="axis" x="-6" y="{y}" text-anchor="end" dominant-baseline="middle">{label}</text>'
+            )
         for bar in self.bars:
             for segment in bar.segments:
                 parts.append(
@@ -84,12 +86,16 @@ class Chart:  # coordinates are rounded here: templates print them as they are
                 )
         for x, label, on_narrow in self.x_labels:
             narrow = "" if on_narrow else " wide-only"
-            parts.append(f'<text class="axis{narrow}" x="{x}%" y="{HEIGHT - 8}" text-anchor="middle">{escape(label)}</text>')
+            parts.append(
+                f'<text class="axis{narrow}" x="{x}%" y="{HEIGHT - 8}" text-anchor="middle">{escape(label)}</text>'
+            )
         parts.append("</svg>")
         return mark_safe("".join(parts))
 
 
-def stacked_bars(title: str, unit: str, labels: list[str], series: dict[str, list[int]], colors: dict[str, str]) -> Chart:
+def stacked_bars(
+    title: str, unit: str, labels: list[str], series: dict[str, list[int]], colors: dict[str, str]
+) -> Chart:
     totals = [sum(values) for values in zip(*series.values())] or [0] * len(labels)
     ticks = y_axis(max(totals, default=0))
     plot_height = HEIGHT - TOP - BOTTOM
@@ -101,7 +107,9 @@ def stacked_bars(title: str, unit: str, labels: list[str], series: dict[str, lis
             if values[i]:
                 height = values[i] / ticks[-1] * plot_height
                 y -= height
-                segments.append(Segment(round(y, 1), round(height, 1), colors[name], f"{label} · {name}: {values[i]:,} {unit}"))
+                segments.append(
+                    Segment(round(y, 1), round(height, 1), colors[name], f"{label} · {name}: {values[i]:,} {unit}")
+                )
         bars.append(Bar(round(i * slot + slot * 0.15, 2), round(slot * 0.7, 2), segments))
     every = -(-len(labels) // MAX_X_LABELS)  # ceiling
     return Chart(
@@ -109,7 +117,11 @@ def stacked_bars(title: str, unit: str, labels: list[str], series: dict[str, lis
         unit=unit,
         bars=bars,
         y_ticks=[(round(HEIGHT - BOTTOM - plot_height * tick / ticks[-1], 1), compact(tick)) for tick in ticks],
-        x_labels=[(round(i * slot + slot / 2, 2), label, i % (2 * every) == 0) for i, label in enumerate(labels) if i % every == 0],
+        x_labels=[
+            (round(i * slot + slot / 2, 2), label, i % (2 * every) == 0)
+            for i, label in enumerate(labels)
+            if i % every == 0
+        ],
         legend=[(colors[name], name) for name in series],
         rows=[(label, [values[i] for values in series.values()], totals[i]) for i, label in enumerate(labels)],
         total=sum(totals),

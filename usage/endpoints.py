@@ -51,7 +51,9 @@ def report_quantities(request: HttpRequest) -> HttpResponse:
     token = request.headers.get("Authorization", "")
     expected = f"Bearer {settings.USAGE_SERVICE_TOKEN}"
     if not settings.USAGE_SERVICE_TOKEN or not hmac.compare_digest(token.encode(), expected.encode()):
-        return problem_response(401, "Invalid service token", "Send the service token as `Authorization: Bearer <token>`.")
+        return problem_response(
+            401, "Invalid service token", "Send the service token as `Authorization: Bearer <token>`."
+        )
     try:
         items = parse_json(read_body(request, MAX_QUANTITIES_BYTES))
     except Refused as refused:
@@ -60,11 +62,18 @@ def report_quantities(request: HttpRequest) -> HttpResponse:
         return problem_response(400, "Invalid batch", f"Send a JSON array of 1 to {MAX_QUANTITY_ITEMS} quantities.")
     errors = [error for index, item in enumerate(items) for error in quantity_errors(index, item)]
     if errors:
-        return problem_response(400, "Invalid quantities", f"{len(errors)} problem(s); nothing was stored.", errors=errors)
+        return problem_response(
+            400, "Invalid quantities", f"{len(errors)} problem(s); nothing was stored.", errors=errors
+        )
     latest = {item["request_id"]: item for item in items}  # one row per call: the last report in the batch wins
     Quantity.objects.bulk_create(
-        [Quantity(request_id=item["request_id"], words=item["words"], characters=item["characters"]) for item in latest.values()],
-        update_conflicts=True, unique_fields=["request_id"], update_fields=["words", "characters"],
+        [
+            Quantity(request_id=item["request_id"], words=item["words"], characters=item["characters"])
+            for item in latest.values()
+        ],
+        update_conflicts=True,
+        unique_fields=["request_id"],
+        update_fields=["words", "characters"],
     )
     return JsonResponse({"stored": len(latest)})
 
@@ -75,7 +84,13 @@ def quantity_errors(index: int, item) -> list[dict]:
     errors = []
     request_id = item.get("request_id")
     if not isinstance(request_id, str) or not REQUEST_ID.fullmatch(request_id):
-        errors.append({"index": index, "field": "request_id", "message": "The X-Request-Id of the call (1 to 64 letters, digits, - or _)."})
+        errors.append(
+            {
+                "index": index,
+                "field": "request_id",
+                "message": "The X-Request-Id of the call (1 to 64 letters, digits, - or _).",
+            }
+        )
     for field in ("words", "characters"):
         value = item.get(field)
         if type(value) is not int or not 0 <= value <= MAX_QUANTITY:

@@ -25,15 +25,14 @@ import itertools
 import logging
 import math
 import posixpath
-import re
 import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import NamedTuple
 from urllib.parse import unquote
-from datetime import UTC, datetime
 
 import psycopg
 import redis
@@ -77,9 +76,7 @@ def problem(status: int, title: str, detail: str, headers: list[tuple[str, str]]
 
 
 def unauthorized(detail: str) -> Answer:
-    return problem(
-        401, "Invalid token", detail, [("WWW-Authenticate", 'Bearer realm="api", error="invalid_token"')]
-    )
+    return problem(401, "Invalid token", detail, [("WWW-Authenticate", 'Bearer realm="api", error="invalid_token"')])
 
 
 def unavailable(title: str) -> Answer:
@@ -108,8 +105,12 @@ class PlanRules:
             endpoint_limits=tuple(
                 (
                     rule.regex().match,
-                    Limit(f"{rule.pattern} per {rule.window}", rule.window, rule.quota,
-                          f"on {rule.pattern} {rule.get_window_display()}"),
+                    Limit(
+                        f"{rule.pattern} per {rule.window}",
+                        rule.window,
+                        rule.quota,
+                        f"on {rule.pattern} {rule.get_window_display()}",
+                    ),
                 )
                 for rule in plan.endpoint_limits.all()
             ),
@@ -140,16 +141,31 @@ def load_plans() -> tuple[dict[int, PlanRules], PlanRules | None]:
 
 def load_credential(prefix: str) -> Credential | None:
     """The active token with this prefix, of an active account; None if there is none."""
-    row = ApiToken.objects.active().filter(prefix=prefix, user__is_active=True).values_list(
-        "digest", "id", "user_id",
-        "user__customer__plan_id", "user__customer__current_period_start", "user__customer__current_period_end",
-    ).first()
+    row = (
+        ApiToken.objects.active()
+        .filter(prefix=prefix, user__is_active=True)
+        .values_list(
+            "digest",
+            "id",
+            "user_id",
+            "user__customer__plan_id",
+            "user__customer__current_period_start",
+            "user__customer__current_period_end",
+        )
+        .first()
+    )
     if row is None:
         return None
     digest, token_id, user_id, plan_id, period_start, period_end = row
     period = (period_start.timestamp(), period_end.timestamp()) if period_start and period_end else None
-    return Credential(bytes.fromhex(digest), token_id, user_id, plan_id, period,
-                      (("X-User-Id", str(user_id)), ("X-Token-Id", str(token_id))))
+    return Credential(
+        bytes.fromhex(digest),
+        token_id,
+        user_id,
+        plan_id,
+        period,
+        (("X-User-Id", str(user_id)), ("X-Token-Id", str(token_id))),
+    )
 
 
 # The change feed: triggers (usage migration 0006) add a row naming the token prefix for every
@@ -235,8 +251,17 @@ class LookupBudgetSpent(Exception):
 
 class ForwardAuth:
     def __init__(
-        self, counters, *, fail_open: bool, refresh_seconds: float, lease_ttl: float, recorder=recorder, clock=time.time,
-        sole_process: bool = False, cache_size: int = 100_000, lookups_per_second: int = 1000,
+        self,
+        counters,
+        *,
+        fail_open: bool,
+        refresh_seconds: float,
+        lease_ttl: float,
+        recorder=recorder,
+        clock=time.time,
+        sole_process: bool = False,
+        cache_size: int = 100_000,
+        lookups_per_second: int = 1000,
     ):
         self.counters = counters
         self.clock = clock
@@ -272,7 +297,9 @@ class ForwardAuth:
     def from_settings(cls) -> "ForwardAuth":
         in_memory = settings.FORWARD_AUTH_BACKEND == "memory"
         return cls(
-            MemoryCounters() if in_memory else RedisCounters(
+            MemoryCounters()
+            if in_memory
+            else RedisCounters(
                 settings.REDIS_URL, settings.FORWARD_AUTH_REDIS_CONNECTIONS, settings.FORWARD_AUTH_REDIS_WAIT
             ),
             fail_open=settings.FORWARD_AUTH_FAIL_OPEN,
@@ -293,7 +320,9 @@ class ForwardAuth:
             self._started = True
             self.refresh()
             if self.refresh_seconds > 0:
-                self._refresher = threading.Thread(target=self._refresh_forever, name="forward-auth-refresh", daemon=True)
+                self._refresher = threading.Thread(
+                    target=self._refresh_forever, name="forward-auth-refresh", daemon=True
+                )
                 self._refresher.start()
 
     def stop(self) -> None:
@@ -373,7 +402,11 @@ class ForwardAuth:
         if self.plans is None:
             self.start()
             if self.plans is None:  # the database has not answered since this process started
-                return Answer(200, [("X-Auth-Unverified", "1")]) if self.fail_open else unavailable("Token store unavailable")
+                return (
+                    Answer(200, [("X-Auth-Unverified", "1")])
+                    if self.fail_open
+                    else unavailable("Token store unavailable")
+                )
         header = environ.get("HTTP_AUTHORIZATION")
         if not header:
             return MISSING_TOKEN
@@ -408,8 +441,15 @@ class ForwardAuth:
                 return unavailable("Rate limiting unavailable")
             # Let through unchecked, but recorded (and so billed) like any call, and marked.
             request_id = self._record(environ, now, credential, endpoint, 200, unchecked=True)
-            return Answer(200, [*credential.identity, ("X-Plan", plan.slug), ("X-Request-Id", request_id),
-                                ("X-RateLimit-Unchecked", "1")])
+            return Answer(
+                200,
+                [
+                    *credential.identity,
+                    ("X-Plan", plan.slug),
+                    ("X-Request-Id", request_id),
+                    ("X-RateLimit-Unchecked", "1"),
+                ],
+            )
 
         request_id = self._record(environ, now, credential, endpoint, 200 if verdict.allowed else 429)
         if not verdict.allowed:
@@ -419,11 +459,15 @@ class ForwardAuth:
             headers.append(("X-Lease-Id", verdict.lease))
         return Answer(200, headers)
 
-    def _record(self, environ: dict, now: float, credential: Credential, endpoint: str, status: int, unchecked=False) -> str:
+    def _record(
+        self, environ: dict, now: float, credential: Credential, endpoint: str, status: int, unchecked=False
+    ) -> str:
         """Hand the call to the usage recorder; returns its request id."""
         request_id = f"{self._process_id}{next(self._request_ids):012x}"
         method = storable(environ.get("HTTP_X_FORWARDED_METHOD", "GET"), 10)
-        self.recorder.record(UsageEvent(now, credential.account, credential.token_id, endpoint, method, status, request_id, unchecked))
+        self.recorder.record(
+            UsageEvent(now, credential.account, credential.token_id, endpoint, method, status, request_id, unchecked)
+        )
         return request_id
 
     def release(self, environ: dict) -> Answer:
@@ -464,7 +508,6 @@ class ForwardAuth:
             ("RateLimit", f'"{name}";r=0;t={retry}'),
         ]
         return problem(429, "Too many requests", detail, headers, window=name, limit=quota, retry_after=retry)
-
 
 
 _service: ForwardAuth | None = None

@@ -21,8 +21,8 @@ refused request consumes no quota. Concurrency is a set of leases with a TTL.
 import math
 import secrets
 import threading
-from typing import NamedTuple
 from pathlib import Path
+from typing import NamedTuple
 
 import redis
 
@@ -152,7 +152,9 @@ class MemoryCounters:
                     del counts[name]
                 if not counts:
                     del self._counts[account]
-            for account in [account for account, leases in self._leases.items() if max(leases.values(), default=0) < now]:
+            for account in [
+                account for account, leases in self._leases.items() if max(leases.values(), default=0) < now
+            ]:
                 del self._leases[account]
 
 

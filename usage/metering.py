@@ -22,7 +22,9 @@ def report_words(now: datetime) -> int:
     metered = Customer.objects.filter(plan__metered=True, metered_since__isnull=False).exclude(stripe_id="")
     customers = {customer.user_id: customer for customer in metered}
     since = finished - timedelta(days=30)  # Stripe takes events up to 35 days old
-    rows = words_per_hour({user: customer.metered_since for user, customer in customers.items()}, since, finished).rows()
+    rows = words_per_hour(
+        {user: customer.metered_since for user, customer in customers.items()}, since, finished
+    ).rows()
     for row in rows:
         customer = customers[row["account_id"]]
         MeterReport.objects.get_or_create(

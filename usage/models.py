@@ -61,7 +61,9 @@ class DeadLetter(models.Model):
     """A usage event the database refused for its data, set aside by the flusher (usage/recorder.py) with the error."""
 
     failed_at = models.DateTimeField(db_index=True)
-    event = models.TextField(help_text="The event as JSON (time, account, token, endpoint, method, status, request id, unchecked).")
+    event = models.TextField(
+        help_text="The event as JSON (time, account, token, endpoint, method, status, request id, unchecked)."
+    )
     error = models.TextField()
 
     def __str__(self) -> str:

@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import connection
 
-
 ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)  # buckets align to UTC midnight
 
 
@@ -28,7 +27,9 @@ class Range:
     def bucket_sql(self) -> str:
         if self.step is None:
             return "date_trunc('month', bucket, 'UTC')"
-        return f"date_bin(INTERVAL '{int(self.step.total_seconds())} seconds', bucket, TIMESTAMPTZ '{ORIGIN.isoformat()}')"
+        return (
+            f"date_bin(INTERVAL '{int(self.step.total_seconds())} seconds', bucket, TIMESTAMPTZ '{ORIGIN.isoformat()}')"
+        )
 
     def buckets(self, now: datetime) -> list[datetime]:
         """The starts of the buckets shown, oldest first, the current one last."""
@@ -81,54 +82,67 @@ def reader(function: Callable[..., Query]) -> Callable[..., Query]:
 def series(range_: Range, start: datetime, end: datetime, account: int | None = None) -> Query:
     """Calls, refusals, words and characters per bucket and endpoint: one account's, or everyone's."""
     where = "account_id = %(account)s AND " if account is not None else ""
-    return Query(f"""
+    return Query(
+        f"""
         SELECT {range_.bucket_sql()} AS t, endpoint,
                sum(requests)::bigint AS requests, sum(errors)::bigint AS errors, sum(words)::bigint AS words, sum(characters)::bigint AS characters
         FROM {range_.relation}
         WHERE {where}bucket >= %(start)s AND bucket < %(end)s
         GROUP BY 1, 2
         ORDER BY 1, 2
-    """, {"start": start, "end": end, "account": account})
+    """,
+        {"start": start, "end": end, "account": account},
+    )
 
 
 @reader
 def quota_use(account: int, period: datetime, day: datetime, hour: datetime) -> Query:
     """Calls allowed (not refused) since the start of the billing period, of the day and of the hour."""
-    return Query("""
+    return Query(
+        """
         SELECT coalesce(sum(requests - errors) FILTER (WHERE bucket >= %(period)s), 0)::bigint AS period,
                coalesce(sum(requests - errors) FILTER (WHERE bucket >= %(day)s), 0)::bigint AS day,
                coalesce(sum(requests - errors) FILTER (WHERE bucket >= %(hour)s), 0)::bigint AS hour
         FROM api_calls_hourly
         WHERE account_id = %(account)s AND bucket >= least(%(period)s, %(day)s)
-    """, {"account": account, "period": period, "day": day, "hour": hour})
+    """,
+        {"account": account, "period": period, "day": day, "hour": hour},
+    )
 
 
 @reader
 def allowed_and_refused(account: int, since: datetime) -> Query:
     """One account's calls allowed and refused since a moment (the dashboard's "today")."""
-    return Query("""
+    return Query(
+        """
         SELECT coalesce(sum(requests - errors), 0)::bigint AS allowed, coalesce(sum(errors), 0)::bigint AS refused
         FROM api_calls_hourly
         WHERE account_id = %(account)s AND bucket >= %(since)s
-    """, {"account": account, "since": since})
+    """,
+        {"account": account, "since": since},
+    )
 
 
 @reader
 def recent_refusals(account: int, since: datetime, limit: int = 5) -> Query:
     """One account's hours with refused calls, per endpoint, newest first."""
-    return Query("""
+    return Query(
+        """
         SELECT bucket, endpoint, errors FROM api_calls_hourly
         WHERE account_id = %(account)s AND bucket >= %(since)s AND errors > 0
         ORDER BY bucket DESC, endpoint
         LIMIT %(limit)s
-    """, {"account": account, "since": since, "limit": limit})
+    """,
+        {"account": account, "since": since, "limit": limit},
+    )
 
 
 @reader
 def totals(range_: Range, by: str, start: datetime, end: datetime, limit: int | None = None) -> Query:
     """Calls, refusals, words and characters per account or endpoint (`by`) over a window, busiest first."""
     column = {"account": "account_id", "endpoint": "endpoint"}[by]
-    return Query(f"""
+    return Query(
+        f"""
         SELECT {column}, sum(requests)::bigint AS requests, sum(errors)::bigint AS errors,
                sum(words)::bigint AS words, sum(characters)::bigint AS characters
         FROM {range_.relation}
@@ -136,13 +150,16 @@ def totals(range_: Range, by: str, start: datetime, end: datetime, limit: int | 
         GROUP BY {column}
         ORDER BY requests DESC, {column}
         LIMIT %(limit)s
-    """, {"start": start, "end": end, "limit": limit})
+    """,
+        {"start": start, "end": end, "limit": limit},
+    )
 
 
 @reader
 def words_per_hour(accounts: dict[int, datetime], since: datetime, until: datetime) -> Query:
     """Words per account and hour in [since, until), each account counted from its own start (accounts)."""
-    return Query("""
+    return Query(
+        """
         SELECT h.account_id, h.bucket, sum(h.words)::bigint AS words
         FROM api_calls_hourly h
         JOIN unnest(%(accounts)s::bigint[], %(starts)s::timestamptz[]) AS account (id, start) ON account.id = h.account_id
@@ -150,14 +167,19 @@ def words_per_hour(accounts: dict[int, datetime], since: datetime, until: dateti
         GROUP BY h.account_id, h.bucket
         HAVING sum(h.words) > 0
         ORDER BY h.account_id, h.bucket
-    """, {"accounts": list(accounts), "starts": list(accounts.values()), "since": since, "until": until})
+    """,
+        {"accounts": list(accounts), "starts": list(accounts.values()), "since": since, "until": until},
+    )
 
 
 @reader
 def store_counts() -> Query:
     """Rows in each relation, the oldest event and the quantities waiting for theirs (`manage.py usage_status`)."""
-    return Query("""
+    return Query(
+        """
         SELECT (SELECT count(*) FROM api_calls) AS events, (SELECT count(*) FROM api_calls_hourly) AS hourly,
                (SELECT count(*) FROM api_calls_daily) AS daily, (SELECT min(time) FROM api_calls) AS oldest,
                (SELECT count(*) FROM usage_quantity) AS quantities
-    """, {})
+    """,
+        {},
+    )

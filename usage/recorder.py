@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import psycopg
-
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
@@ -292,9 +291,9 @@ class UsageRecorder:
             partial.rename(path)  # a journal file is whole or absent
         except OSError:
             log.exception("Usage: cannot journal %d events; they stay in memory", len(events))
-            self._failed = events + self._failed[len(from_failed):]
+            self._failed = events + self._failed[len(from_failed) :]
             return
-        self._failed = self._failed[len(from_failed):]
+        self._failed = self._failed[len(from_failed) :]
         log.warning("Usage: %d events journaled to %s", len(events), path)
 
     def _replay_journal(self) -> None:

@@ -5,8 +5,11 @@ from accounts.models import ApiToken
 
 def test_the_token_admin_lists_prefixes_and_never_secrets_or_hashes(staff_client, customer):
     token, secret = ApiToken.issue(customer, "production")
-    for url in [reverse("admin:accounts_apitoken_changelist"), reverse("admin:accounts_apitoken_change", args=[token.pk]),
-                reverse("admin:accounts_user_change", args=[customer.pk])]:
+    for url in [
+        reverse("admin:accounts_apitoken_changelist"),
+        reverse("admin:accounts_apitoken_change", args=[token.pk]),
+        reverse("admin:accounts_user_change", args=[customer.pk]),
+    ]:
         html = staff_client.get(url).content.decode()
         assert token.prefix in html
         assert secret not in html and token.digest not in html
@@ -58,4 +61,4 @@ def test_a_customers_admin_page_gathers_tokens_plan_usage_and_support(staff_clie
     SupportMessage.objects.create(user=customer, subject="About limits", message="?")
     html = staff_client.get(reverse("admin:accounts_user_change", args=[customer.pk])).content.decode()
     assert "laptop" in html and "About limits" in html and "Usage (30 days)" in html
-    assert 'selected>Pro</option>' in html  # the plan, editable here
+    assert "selected>Pro</option>" in html  # the plan, editable here

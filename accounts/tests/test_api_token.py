@@ -40,8 +40,17 @@ def test_rotation_replaces_the_secret_and_keeps_the_token(customer):
 
 @pytest.mark.parametrize(
     "garbage",
-    ["", "nlp_", "Bearer x", "nlp_ABCDEFGH_" + "a" * 43, "nlp_abcdefgh_" + "a" * 42, "nlp_abcdéfgh_" + "a" * 43,
-     "x" * 10_000, "nlp_abcdefgh-" + "a" * 43, "\x00" * 56],
+    [
+        "",
+        "nlp_",
+        "Bearer x",
+        "nlp_ABCDEFGH_" + "a" * 43,
+        "nlp_abcdefgh_" + "a" * 42,
+        "nlp_abcdéfgh_" + "a" * 43,
+        "x" * 10_000,
+        "nlp_abcdefgh-" + "a" * 43,
+        "\x00" * 56,
+    ],
 )
 def test_malformed_tokens_are_rejected_before_any_lookup(garbage, django_assert_num_queries, db):
     assert token_prefix(garbage) is None

@@ -6,7 +6,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import User
-from conftest import PASSWORD
+from tests.helpers import PASSWORD
 
 
 def test_signing_up_creates_the_account_and_logs_in(client, db):
@@ -46,7 +46,9 @@ def test_a_password_the_validators_refuse_is_an_error_under_the_password_not_its
 
 
 def test_passwords_that_differ_are_an_error_under_the_confirmation(client, db):
-    response = client.post(reverse("signup"), {"email": "new@example.com", "password1": PASSWORD, "password2": PASSWORD + "!"})
+    response = client.post(
+        reverse("signup"), {"email": "new@example.com", "password1": PASSWORD, "password2": PASSWORD + "!"}
+    )
     assert response.context["form"].errors == {"password2": ["The two password fields didn’t match."]}
 
 

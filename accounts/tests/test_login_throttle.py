@@ -5,10 +5,9 @@ import threading
 import pytest
 from django.db import connection
 from django.test import Client
-from django.urls import reverse
 
 from accounts.models import User
-from conftest import PASSWORD
+from tests.helpers import PASSWORD
 
 TRAEFIK = "10.0.0.2"  # behind the proxy, every request comes from it
 ATTACKER, CUSTOMER = "198.51.100.7", "203.0.113.9"

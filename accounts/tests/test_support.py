@@ -5,11 +5,15 @@ from accounts.models import SupportMessage
 
 
 def test_a_message_is_stored_emailed_to_staff_and_listed_with_its_status(customer_client, customer, staff_user):
-    response = customer_client.post(reverse("support"), {"subject": "Limits", "message": "Can I get 100/min?"}, follow=True)
+    response = customer_client.post(
+        reverse("support"), {"subject": "Limits", "message": "Can I get 100/min?"}, follow=True
+    )
     message = SupportMessage.objects.get()
     assert message.user == customer and message.status == "open"
     assert mail.outbox[-1].to == [staff_user.email] and "Can I get 100/min?" in mail.outbox[-1].body
-    assert f"http://testserver/admin/accounts/supportmessage/{message.pk}/change/" in mail.outbox[-1].body  # a link that opens
+    assert (
+        f"http://testserver/admin/accounts/supportmessage/{message.pk}/change/" in mail.outbox[-1].body
+    )  # a link that opens
     html = response.content.decode()
     assert "Message sent." in html and "Limits" in html and "Open" in html
 
@@ -40,6 +44,9 @@ def test_staff_answer_in_admin_and_the_customer_gets_it_by_mail_and_on_the_page(
 
 def test_staff_close_messages_with_an_action(staff_client, customer):
     message = SupportMessage.objects.create(user=customer, subject="Thanks", message="x")
-    staff_client.post(reverse("admin:accounts_supportmessage_changelist"), {"action": "close_messages", "_selected_action": [message.pk]})
+    staff_client.post(
+        reverse("admin:accounts_supportmessage_changelist"),
+        {"action": "close_messages", "_selected_action": [message.pk]},
+    )
     message.refresh_from_db()
     assert message.status == "closed"

@@ -4,8 +4,7 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import ApiToken
-from conftest import HTMX
-from tests.helpers import authenticates
+from tests.helpers import HTMX, authenticates
 
 
 @pytest.fixture

@@ -92,7 +92,9 @@ print(time.time(), flush=True)
 def test_after_an_outage_the_pool_answers_again_within_seconds(db):
     database = connection.settings_dict["NAME"]
     params = connection.get_connection_params()
-    admin = psycopg.connect(dbname="postgres", user=params["user"], host=params["host"], port=params["port"], autocommit=True)
+    admin = psycopg.connect(
+        dbname="postgres", user=params["user"], host=params["host"], port=params["port"], autocommit=True
+    )
     env = backoffice_env(DJANGO_SETTINGS_MODULE="backoffice.settings", DATABASE_POOL_TIMEOUT="1")
     process = subprocess.Popen(
         [sys.executable, "-c", QUERYING_PROCESS], env=env, cwd=settings.BASE_DIR, stdout=subprocess.PIPE, text=True

@@ -6,7 +6,7 @@ from django.test import Client
 from django.urls import path, reverse
 
 from backoffice import urls as site
-from conftest import HTMX
+from tests.helpers import HTMX
 
 
 def refused(request):
@@ -65,7 +65,9 @@ def test_a_bad_request_is_a_400_page_in_the_layout(client, db):
         assert "<h1>Bad request</h1>" in in_layout(response)
 
 
-def test_a_server_error_is_a_500_page_in_the_layout_made_without_a_database_query(customer_client, django_assert_num_queries):
+def test_a_server_error_is_a_500_page_in_the_layout_made_without_a_database_query(
+    customer_client, django_assert_num_queries
+):
     customer_client.raise_request_exception = False
     with django_assert_num_queries(0):  # a signed-in customer's page would read the session and the user
         response = customer_client.get("/broken/")

@@ -7,10 +7,19 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import ApiToken
-from conftest import HISTORY_RESTORE, HTMX
+from tests.helpers import HISTORY_RESTORE, HTMX
 
 ANONYMOUS_PAGES = ["login", "signup", "password_reset", "password_reset_done", "password_reset_complete"]
-CUSTOMER_PAGES = ["dashboard", "tokens", "usage", "billing", "support", "account", "password_change", "password_change_done"]
+CUSTOMER_PAGES = [
+    "dashboard",
+    "tokens",
+    "usage",
+    "billing",
+    "support",
+    "account",
+    "password_change",
+    "password_change_done",
+]
 
 
 PAGES = [(name, False) for name in ANONYMOUS_PAGES] + [(name, True) for name in CUSTOMER_PAGES]
@@ -95,7 +104,7 @@ def test_a_page_without_a_fragment_falls_back_to_the_full_page(staff_client):
 def test_the_shell_serves_htmx_locally_and_sends_csrf_with_htmx_requests(customer_client):
     html = customer_client.get(reverse("dashboard")).content.decode()
     assert '<script src="/static/htmx-2.0.11.min.js"' in html
-    assert "hx-headers='{\"X-CSRFToken\": \"" in html
+    assert 'hx-headers=\'{"X-CSRFToken": "' in html
     assert 'hx-indicator="#progress"' in html
 
 
@@ -118,7 +127,11 @@ def test_links_in_a_page_navigate_with_htmx_as_the_nav_does(client, page_url):
     Links().feed(client.get(page_url, **HTMX).content.decode())
     for link in links:
         if link["href"].startswith("/") and "download" not in link:
-            assert (link.get("hx-get"), link.get("hx-target"), link.get("hx-push-url")) == (link["href"], "#content", "true"), link
+            assert (link.get("hx-get"), link.get("hx-target"), link.get("hx-push-url")) == (
+                link["href"],
+                "#content",
+                "true",
+            ), link
 
 
 def test_unknown_urls_get_404_not_500(customer_client):

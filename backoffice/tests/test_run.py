@@ -12,19 +12,24 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 from django.conf import settings
 
 from backoffice.ports import free_port
-from tests.servers import Output, wait_for
+from tests.servers import Output, processes_using, wait_for
 
 
 def test_make_run_serves_the_api_through_traefik_counts_the_calls_and_stops_cleanly(tmp_path):
     ports = {name: str(free_port()) for name in ("PORT", "API_PORT", "GATEWAY_PORT")}
     env = {"PATH": os.environ["PATH"], "DATA_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1", **ports}
-    run = subprocess.Popen([sys.executable, "-m", "backoffice.run"], cwd=settings.BASE_DIR, env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "backoffice.run"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     output = Output(run)
     try:
         assert wait_for(lambda: "Ctrl-C stops everything" in output() or run.poll() is not None, 180), output()
@@ -41,7 +46,9 @@ def test_make_run_serves_the_api_through_traefik_counts_the_calls_and_stops_clea
 
         password = re.search(r"Created demo customer: demo@example.com / (\S+)", output()).group(1)
         browser = logged_in(f"http://127.0.0.1:{ports['PORT']}", "demo@example.com", password)
-        assert wait_for(lambda: usage_totals(browser, ports["PORT"]) == (11, 1, 80), 10), usage_totals(browser, ports["PORT"])
+        assert wait_for(lambda: usage_totals(browser, ports["PORT"]) == (11, 1, 80), 10), usage_totals(
+            browser, ports["PORT"]
+        )
     finally:
         run.send_signal(signal.SIGINT)  # Ctrl-C
         run.wait(timeout=60)
@@ -54,7 +61,9 @@ def test_make_run_serves_the_api_through_traefik_counts_the_calls_and_stops_clea
 
 def call_api(url: str, token: str) -> tuple[int, "http.client.HTTPMessage", dict]:
     body = json.dumps({"text": "Ada Lovelace was born in London in 1815."}).encode()
-    request = urllib.request.Request(url, data=body, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=body, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.headers, json.load(response)
@@ -68,7 +77,9 @@ def logged_in(site: str, email: str, password: str) -> urllib.request.OpenerDire
     browser.open(f"{site}/login/").read()
     csrf = next(cookie.value for cookie in cookies if cookie.name == "csrftoken")
     form = urllib.parse.urlencode({"username": email, "password": password, "csrfmiddlewaretoken": csrf}).encode()
-    with browser.open(urllib.request.Request(f"{site}/login/", data=form, headers={"Referer": f"{site}/login/"})) as response:
+    with browser.open(
+        urllib.request.Request(f"{site}/login/", data=form, headers={"Referer": f"{site}/login/"})
+    ) as response:
         assert urllib.parse.urlparse(response.url).path == "/", "not logged in"
     return browser
 
@@ -78,16 +89,3 @@ def usage_totals(browser, port: str) -> tuple[int, int, int]:
     with browser.open(f"http://127.0.0.1:{port}/usage/export.csv?range=24h") as response:
         rows = list(csv.DictReader(io.StringIO(response.read().decode())))
     return tuple(sum(int(row[column]) for row in rows) for column in ("requests", "refused", "words"))
-
-
-def processes_using(directory: Path) -> list[str]:
-    """Live processes whose command line or environment names `directory` (all that make run started)."""
-    found = []
-    for process in Path("/proc").glob("[0-9]*"):
-        try:
-            text = ((process / "cmdline").read_bytes() + (process / "environ").read_bytes()).decode(errors="replace")
-        except OSError:
-            continue  # gone meanwhile
-        if str(directory) in text:
-            found.append(text.replace("\0", " ")[:200])
-    return found

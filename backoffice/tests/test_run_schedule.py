@@ -86,12 +86,23 @@ call_command("run_schedule")
 
 def test_a_failing_job_holds_no_other_back_and_sigterm_stops_the_jobs_and_the_scheduler():
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "backoffice.settings", "PYTHONUNBUFFERED": "1"}
-    scheduler = subprocess.Popen([sys.executable, "-c", SCHEDULER], cwd=settings.BASE_DIR, env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    scheduler = subprocess.Popen(
+        [sys.executable, "-c", SCHEDULER],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     output = Output(scheduler)
     try:
-        assert wait_for(lambda: output().count("no_such_command finished: exit status 1") >= 2
-                        and output().count("check finished: exit status 0") >= 2, 90), output()
+        assert wait_for(
+            lambda: (
+                output().count("no_such_command finished: exit status 1") >= 2
+                and output().count("check finished: exit status 0") >= 2
+            ),
+            90,
+        ), output()
         sleeper = int(re.search(r"shell -c 'import time; time.sleep\(600\)' started \(pid (\d+)\)", output()).group(1))
         assert is_running(sleeper)
     finally:

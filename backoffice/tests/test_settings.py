@@ -44,7 +44,9 @@ def test_production_mode_refuses_to_start_without_a_secret_key():
     assert "Set the SECRET_KEY environment variable." in result.stderr
 
 
-@pytest.mark.parametrize("command", [["collectstatic", "--noinput", "--dry-run"], ["check", "--deploy", "--fail-level", "WARNING"]])
+@pytest.mark.parametrize(
+    "command", [["collectstatic", "--noinput", "--dry-run"], ["check", "--deploy", "--fail-level", "WARNING"]]
+)
 def test_commands_that_need_no_database_run_in_production_mode_without_one(command):
     result = manage(*command, **{**PRODUCTION, "DATABASE_URL": ""})
     assert result.returncode == 0, result.stderr
@@ -87,12 +89,21 @@ def stack_setting(name: str) -> str:
 def test_in_production_the_model_services_report_quantities_over_the_internal_network(tmp_path):
     port = free_port()
     internal_host = urlsplit(stack_setting("BACKOFFICE_URL")).netloc  # where the stack's nlp-api posts: backoffice:8000
-    production = {"DEBUG": "0", "ALLOWED_HOSTS": stack_setting("ALLOWED_HOSTS"), "USAGE_SERVICE_TOKEN": "service-secret",
-                  "USAGE_JOURNAL_DIR": str(tmp_path)}
+    production = {
+        "DEBUG": "0",
+        "ALLOWED_HOSTS": stack_setting("ALLOWED_HOSTS"),
+        "USAGE_SERVICE_TOKEN": "service-secret",
+        "USAGE_JOURNAL_DIR": str(tmp_path),
+    }
     with backoffice(port, **production):
         quantities = json.dumps([{"request_id": "call-1", "words": 12, "characters": 80}]).encode()
-        status, _ = fetch(f"http://127.0.0.1:{port}/usage/quantities", quantities, Host=internal_host,
-                          Authorization="Bearer service-secret", **{"Content-Type": "application/json"})
+        status, _ = fetch(
+            f"http://127.0.0.1:{port}/usage/quantities",
+            quantities,
+            Host=internal_host,
+            Authorization="Bearer service-secret",
+            **{"Content-Type": "application/json"},
+        )
         page_status, location = fetch(f"http://127.0.0.1:{port}/login/", Host="backoffice.example.com")
     assert status == 200
     assert list(Quantity.objects.values_list("request_id", "words", "characters")) == [("call-1", 12, 80)]
@@ -121,7 +132,9 @@ def test_machine_endpoints_are_served_over_plain_http_with_the_ssl_redirect_on(p
     assert SecurityMiddleware(lambda request: None).process_request(request) is None
 
 
-@pytest.mark.parametrize("path", ["/", "/login/", "/usage/", "/admin/", "/forward-auth-elsewhere", "/usage/quantities/x"])
+@pytest.mark.parametrize(
+    "path", ["/", "/login/", "/usage/", "/admin/", "/forward-auth-elsewhere", "/usage/quantities/x"]
+)
 def test_pages_redirect_to_https(path, settings):
     settings.SECURE_SSL_REDIRECT = True
     response = SecurityMiddleware(lambda request: None).process_request(RequestFactory().get(path))

@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,87 +15,176 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='WebhookEvent',
+            name="WebhookEvent",
             fields=[
-                ('id', models.CharField(max_length=100, primary_key=True, serialize=False)),
-                ('type', models.CharField(db_index=True, max_length=100)),
-                ('payload', models.JSONField()),
-                ('received_at', models.DateTimeField(auto_now_add=True)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
-                ('error', models.TextField(blank=True)),
+                ("id", models.CharField(max_length=100, primary_key=True, serialize=False)),
+                ("type", models.CharField(db_index=True, max_length=100)),
+                ("payload", models.JSONField()),
+                ("received_at", models.DateTimeField(auto_now_add=True)),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
+                ("error", models.TextField(blank=True)),
             ],
             options={
-                'ordering': ['-received_at'],
+                "ordering": ["-received_at"],
             },
         ),
         migrations.CreateModel(
-            name='Plan',
+            name="Plan",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=50, unique=True)),
-                ('slug', models.SlugField(help_text='Sent upstream in X-Plan.', unique=True)),
-                ('stripe_price_id', models.CharField(blank=True, help_text='The Stripe price billed for this plan.', max_length=100)),
-                ('price_label', models.CharField(blank=True, help_text='As customers read it, e.g. “$29 a month”.', max_length=100)),
-                ('is_default', models.BooleanField(default=False, help_text='The plan of every customer without a paid subscription. Exactly one plan has it.')),
-                ('metered', models.BooleanField(default=False, help_text='Pay-as-you-go: words generated are billed.')),
-                ('per_minute', models.PositiveIntegerField(blank=True, help_text='Empty: no limit.', null=True)),
-                ('per_hour', models.PositiveIntegerField(blank=True, help_text='Empty: no limit.', null=True)),
-                ('per_day', models.PositiveIntegerField(blank=True, help_text='Empty: no limit.', null=True)),
-                ('per_month', models.PositiveIntegerField(blank=True, help_text='Per billing period (calendar month without a subscription). Empty: no limit.', null=True)),
-                ('concurrency', models.PositiveIntegerField(blank=True, help_text='Requests in flight. Empty: no limit.', null=True)),
-                ('position', models.PositiveSmallIntegerField(default=0, help_text='Order on the pricing and billing pages.')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=50, unique=True)),
+                ("slug", models.SlugField(help_text="Sent upstream in X-Plan.", unique=True)),
+                (
+                    "stripe_price_id",
+                    models.CharField(blank=True, help_text="The Stripe price billed for this plan.", max_length=100),
+                ),
+                (
+                    "price_label",
+                    models.CharField(blank=True, help_text="As customers read it, e.g. “$29 a month”.", max_length=100),
+                ),
+                (
+                    "is_default",
+                    models.BooleanField(
+                        default=False,
+                        help_text="The plan of every customer without a paid subscription. Exactly one plan has it.",
+                    ),
+                ),
+                ("metered", models.BooleanField(default=False, help_text="Pay-as-you-go: words generated are billed.")),
+                ("per_minute", models.PositiveIntegerField(blank=True, help_text="Empty: no limit.", null=True)),
+                ("per_hour", models.PositiveIntegerField(blank=True, help_text="Empty: no limit.", null=True)),
+                ("per_day", models.PositiveIntegerField(blank=True, help_text="Empty: no limit.", null=True)),
+                (
+                    "per_month",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Per billing period (calendar month without a subscription). Empty: no limit.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "concurrency",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="Requests in flight. Empty: no limit.", null=True
+                    ),
+                ),
+                (
+                    "position",
+                    models.PositiveSmallIntegerField(default=0, help_text="Order on the pricing and billing pages."),
+                ),
             ],
             options={
-                'ordering': ['position', 'name'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('is_default', True)), fields=('is_default',), name='one_default_plan')],
+                "ordering": ["position", "name"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("is_default", True)), fields=("is_default",), name="one_default_plan"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Customer',
+            name="Customer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('current_period_start', models.DateTimeField(blank=True, null=True)),
-                ('current_period_end', models.DateTimeField(blank=True, null=True)),
-                ('stripe_id', models.CharField(blank=True, max_length=100, verbose_name='Stripe customer id')),
-                ('stripe_customer', models.JSONField(blank=True, null=True)),
-                ('stripe_subscription', models.JSONField(blank=True, help_text='The newest subscription.', null=True)),
-                ('stripe_invoices', models.JSONField(blank=True, default=list, help_text='Recent invoices, newest first.')),
-                ('stripe_upcoming_invoice', models.JSONField(blank=True, null=True)),
-                ('synced_at', models.DateTimeField(blank=True, null=True)),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='customer', to=settings.AUTH_USER_MODEL)),
-                ('plan', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='customers', to='billing.plan')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("current_period_start", models.DateTimeField(blank=True, null=True)),
+                ("current_period_end", models.DateTimeField(blank=True, null=True)),
+                ("stripe_id", models.CharField(blank=True, max_length=100, verbose_name="Stripe customer id")),
+                ("stripe_customer", models.JSONField(blank=True, null=True)),
+                ("stripe_subscription", models.JSONField(blank=True, help_text="The newest subscription.", null=True)),
+                (
+                    "stripe_invoices",
+                    models.JSONField(blank=True, default=list, help_text="Recent invoices, newest first."),
+                ),
+                ("stripe_upcoming_invoice", models.JSONField(blank=True, null=True)),
+                ("synced_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="customer",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "plan",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="customers", to="billing.plan"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='MeterReport',
+            name="MeterReport",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('hour', models.DateTimeField()),
-                ('words', models.PositiveBigIntegerField()),
-                ('identifier', models.CharField(help_text='Stripe deduplicates meter events on it.', max_length=200, unique=True)),
-                ('reported_at', models.DateTimeField(blank=True, null=True)),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='meter_reports', to='billing.customer')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("hour", models.DateTimeField()),
+                ("words", models.PositiveBigIntegerField()),
+                (
+                    "identifier",
+                    models.CharField(help_text="Stripe deduplicates meter events on it.", max_length=200, unique=True),
+                ),
+                ("reported_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="meter_reports", to="billing.customer"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-hour'],
-                'constraints': [models.UniqueConstraint(fields=('customer', 'hour'), name='one_report_per_customer_hour')],
+                "ordering": ["-hour"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("customer", "hour"), name="one_report_per_customer_hour")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='EndpointLimit',
+            name="EndpointLimit",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('pattern', models.CharField(max_length=200, validators=[django.core.validators.RegexValidator('^/[A-Za-z0-9._~\\-/*]*$', 'A path such as /v1/*/summarization: letters, digits, / . _ ~ - and * for one segment.')])),
-                ('window', models.CharField(choices=[('minute', 'per minute'), ('hour', 'per hour'), ('day', 'per day'), ('month', 'per billing period')], max_length=10)),
-                ('quota', models.PositiveIntegerField()),
-                ('plan', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='endpoint_limits', to='billing.plan')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "pattern",
+                    models.CharField(
+                        max_length=200,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^/[A-Za-z0-9._~\\-/*]*$",
+                                "A path such as /v1/*/summarization: letters, digits, / . _ ~ - and * for one segment.",
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "window",
+                    models.CharField(
+                        choices=[
+                            ("minute", "per minute"),
+                            ("hour", "per hour"),
+                            ("day", "per day"),
+                            ("month", "per billing period"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("quota", models.PositiveIntegerField()),
+                (
+                    "plan",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="endpoint_limits", to="billing.plan"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('plan', 'pattern', 'window'), name='one_limit_per_endpoint_window')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("plan", "pattern", "window"), name="one_limit_per_endpoint_window")
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='customer',
-            constraint=models.UniqueConstraint(condition=models.Q(('stripe_id', ''), _negated=True), fields=('stripe_id',), name='one_customer_per_stripe_id'),
+            model_name="customer",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("stripe_id", ""), _negated=True),
+                fields=("stripe_id",),
+                name="one_customer_per_stripe_id",
+            ),
         ),
     ]

@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('billing', '0002_seed_plans'),
+        ("billing", "0002_seed_plans"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='customer',
-            name='metered_since',
-            field=models.DateTimeField(blank=True, help_text='Since when the plan in effect is metered: words before are not billed.', null=True),
+            model_name="customer",
+            name="metered_since",
+            field=models.DateTimeField(
+                blank=True,
+                help_text="Since when the plan in effect is metered: words before are not billed.",
+                null=True,
+            ),
         ),
     ]

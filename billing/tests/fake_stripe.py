@@ -35,9 +35,16 @@ class FakeStripe:
     def complete_checkout(self, session_id: str) -> dict:
         """What Stripe does when the customer pays: the subscription starts, the session completes."""
         session = self.checkout_sessions[session_id]
-        card = self.localstripe_call("POST", "/v1/tokens", {
-            "card[number]": "4242424242424242", "card[exp_month]": "12", "card[exp_year]": "2030", "card[cvc]": "123",
-        })
+        card = self.localstripe_call(
+            "POST",
+            "/v1/tokens",
+            {
+                "card[number]": "4242424242424242",
+                "card[exp_month]": "12",
+                "card[exp_year]": "2030",
+                "card[cvc]": "123",
+            },
+        )
         self.localstripe_call("POST", f"/v1/customers/{session['customer']}/sources", {"source": card["id"]})
         subscription = self.localstripe_call(
             "POST", "/v1/subscriptions", {"customer": session["customer"], "items[0][plan]": session["price"]}
@@ -73,8 +80,13 @@ class FakeStripe:
                 if method == "POST" and path == "/v1/checkout/sessions":
                     session_id = f"cs_test_{next(fake._ids)}"
                     session = {
-                        "id": session_id, "object": "checkout.session", "mode": form["mode"], "status": "open",
-                        "customer": form["customer"], "price": form["line_items[0][price]"], "subscription": None,
+                        "id": session_id,
+                        "object": "checkout.session",
+                        "mode": form["mode"],
+                        "status": "open",
+                        "customer": form["customer"],
+                        "price": form["line_items[0][price]"],
+                        "subscription": None,
                         "success_url": form["success_url"].replace("{CHECKOUT_SESSION_ID}", session_id),
                         "url": f"{fake.url}/pay/{session_id}",
                     }
@@ -87,18 +99,35 @@ class FakeStripe:
                     return self._redirect(fake.portal_return_url)
                 if method == "GET" and path.startswith("/v1/checkout/sessions/"):
                     session = fake.checkout_sessions.get(path.rsplit("/", 1)[1])
-                    return self._json(200, session) if session else self._json(404, {"error": {"message": "No such session"}})
+                    return (
+                        self._json(200, session)
+                        if session
+                        else self._json(404, {"error": {"message": "No such session"}})
+                    )
                 if method == "POST" and path == "/v1/billing_portal/sessions":
                     fake.portal_return_url = form["return_url"]
-                    return self._json(200, {"id": "bps_test", "object": "billing_portal.session",
-                                            "customer": form["customer"], "url": f"{fake.url}/portal/{form['customer']}"})
+                    return self._json(
+                        200,
+                        {
+                            "id": "bps_test",
+                            "object": "billing_portal.session",
+                            "customer": form["customer"],
+                            "url": f"{fake.url}/portal/{form['customer']}",
+                        },
+                    )
                 if method == "POST" and path == "/v1/billing/meter_events":
                     fake.meter_event_posts += 1
-                    event = fake.meter_events.setdefault(form["identifier"], {
-                        "object": "billing.meter_event", "event_name": form["event_name"], "identifier": form["identifier"],
-                        "customer": form["payload[stripe_customer_id]"], "value": form["payload[value]"],
-                        "timestamp": int(form["timestamp"]),
-                    })
+                    event = fake.meter_events.setdefault(
+                        form["identifier"],
+                        {
+                            "object": "billing.meter_event",
+                            "event_name": form["event_name"],
+                            "identifier": form["identifier"],
+                            "customer": form["payload[stripe_customer_id]"],
+                            "value": form["payload[value]"],
+                            "timestamp": int(form["timestamp"]),
+                        },
+                    )
                     return self._json(200, event)
                 if "items[0][price]" in form or "proration_behavior" in form:
                     # Prices: localstripe knows them as plans of the same id; proration: its older flag.
@@ -110,8 +139,17 @@ class FakeStripe:
                 self._forward(method, body)
 
             def _forward(self, method: str, body: bytes):
-                headers = {name: value for name, value in self.headers.items() if name.lower() in ("authorization", "content-type", "idempotency-key", "stripe-version")}
-                request = urllib.request.Request(fake.localstripe + self.path, data=body if method == "POST" else None, method=method, headers=headers)
+                headers = {
+                    name: value
+                    for name, value in self.headers.items()
+                    if name.lower() in ("authorization", "content-type", "idempotency-key", "stripe-version")
+                }
+                request = urllib.request.Request(
+                    fake.localstripe + self.path,
+                    data=body if method == "POST" else None,
+                    method=method,
+                    headers=headers,
+                )
                 try:
                     with urllib.request.urlopen(request) as response:
                         status, payload = response.status, response.read()

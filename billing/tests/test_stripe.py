@@ -18,7 +18,7 @@ from billing.models import Customer, MeterReport, Plan, WebhookEvent
 from billing.reconcile import reconcile
 from billing.stripe_client import configure
 from billing.tests.stripe_fixtures import WEBHOOK_SECRET
-from conftest import PASSWORD
+from tests.helpers import PASSWORD
 from usage.forward_auth import ForwardAuth
 from usage.limiter import MemoryCounters
 from usage.metering import report_words
@@ -69,7 +69,9 @@ def test_sign_up_creates_the_stripe_customer_and_caches_its_json(client, db, str
     assert stripe.Customer.retrieve(customer.stripe_id).email == "new@example.com"
 
 
-def test_sign_up_succeeds_while_stripe_is_down_and_reconciliation_creates_one_customer(client, db, stripe_down, request):
+def test_sign_up_succeeds_while_stripe_is_down_and_reconciliation_creates_one_customer(
+    client, db, stripe_down, request
+):
     user = sign_up(client)
     assert user.customer.stripe_id == "" and user.customer.plan == Plan.objects.default()
     request.getfixturevalue("stripe_server")  # Stripe is back
@@ -93,7 +95,9 @@ def test_a_subscription_event_applies_the_paid_plan(client, stripe_server, custo
     assert stripe_customer.plan.slug == "starter"
     assert stripe_customer.stripe_subscription["id"] == subscription["id"]
     assert stripe_customer.current_period_end > timezone.now()
-    assert stripe_customer.stripe_invoices and stripe_customer.stripe_invoices[0]["customer"] == stripe_customer.stripe_id
+    assert (
+        stripe_customer.stripe_invoices and stripe_customer.stripe_invoices[0]["customer"] == stripe_customer.stripe_id
+    )
     assert WebhookEvent.objects.get(id="evt_1").processed_at is not None
 
 
@@ -133,7 +137,9 @@ def test_forged_or_stale_signatures_are_refused(client, stripe_server, customer,
     assert not WebhookEvent.objects.exists()
 
 
-@pytest.mark.parametrize("body", ["not json", "", "{}", "[1, 2]", '{"id": "evt_x", "type": "customer.updated", "data": [1]}'])
+@pytest.mark.parametrize(
+    "body", ["not json", "", "{}", "[1, 2]", '{"id": "evt_x", "type": "customer.updated", "data": [1]}']
+)
 def test_malformed_bodies_get_400(client, db, stripe_server, body):
     response = client.post(WEBHOOK, **signed_body(body))
     assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
@@ -152,7 +158,9 @@ CUSTOMER = {"object": "customer", "id": "cus_x"}
         json.dumps(event("evt_deep", "customer.updated", CUSTOMER))[:-2] + f', "deep": {deep(100_000)}}}}}',
         json.dumps(event("evt_deepish", "customer.updated", CUSTOMER))[:-2] + f', "deep": {deep(900)}}}}}',
         json.dumps(event("evt_" + "x" * 146, "customer.updated", CUSTOMER)),  # ids are at most 100 characters
-        json.dumps(event("evt_nul", "customer.updated", {"object": "customer", "id": "cus_\x00"})),  # jsonb refuses \u0000
+        json.dumps(
+            event("evt_nul", "customer.updated", {"object": "customer", "id": "cus_\x00"})
+        ),  # jsonb refuses \u0000
         json.dumps(event("evt_nul_key", "customer.updated", {**CUSTOMER, "metadata": {"a\x00": "b"}})),
         json.dumps(event("evt_surrogate", "customer.updated", {**CUSTOMER, "name": "\ud800"})),  # not UTF-8
         json.dumps(event("evt_nan", "customer.updated", {**CUSTOMER, "balance": float("nan")})),  # not JSON for jsonb
@@ -190,7 +198,10 @@ def test_an_event_that_cannot_be_processed_waits_for_reconciliation(client, stri
     settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # Stripe unreachable while the event arrives
     configure()
     stripe.max_network_retries = 0
-    assert client.post(WEBHOOK, **signed(event("evt_later", "customer.subscription.created", subscription))).status_code == 200
+    assert (
+        client.post(WEBHOOK, **signed(event("evt_later", "customer.subscription.created", subscription))).status_code
+        == 200
+    )
     stored = WebhookEvent.objects.get(id="evt_later")
     assert stored.processed_at is None and stored.error
     settings.STRIPE_API_BASE = stripe_server.url
@@ -223,7 +234,9 @@ def webhooks_to_live_server(live_server, localstripe):
 
     def register(url: str) -> None:
         data = f"url={url}&secret={WEBHOOK_SECRET}".encode()
-        urllib.request.urlopen(urllib.request.Request(f"{localstripe}/_config/webhooks/backoffice", method="POST", data=data))
+        urllib.request.urlopen(
+            urllib.request.Request(f"{localstripe}/_config/webhooks/backoffice", method="POST", data=data)
+        )
 
     register(f"{live_server.url}{WEBHOOK}")
     yield
@@ -259,7 +272,9 @@ def test_a_downgrade_reaches_the_forward_auth_limits(client, stripe_server, cust
     stripe.Subscription.cancel(subscription["id"])
     client.post(WEBHOOK, **signed(event("evt_down", "customer.subscription.deleted", subscription)))
     auth.refresh()
-    answers = [auth.answer({"HTTP_AUTHORIZATION": f"Bearer {secret}", "HTTP_X_FORWARDED_URI": "/v1/en/x"}) for _ in range(3)]
+    answers = [
+        auth.answer({"HTTP_AUTHORIZATION": f"Bearer {secret}", "HTTP_X_FORWARDED_URI": "/v1/en/x"}) for _ in range(3)
+    ]
     assert dict(answers[0].headers)["X-Plan"] == "free"
     assert answers[2].status == 429 and json.loads(answers[2].body)["window"] == "concurrency"  # Free: 2 in flight
 
@@ -289,7 +304,10 @@ def test_switching_between_paid_plans_is_confirmed_then_prorated(customer_client
     customer_client.post(reverse("confirm_plan", args=["pro"]))
     stripe_customer.refresh_from_db()
     assert stripe_customer.plan.slug == "pro"
-    assert stripe.Subscription.retrieve(stripe_customer.stripe_subscription["id"])["items"]["data"][0]["plan"]["id"] == "price_pro_monthly"
+    assert (
+        stripe.Subscription.retrieve(stripe_customer.stripe_subscription["id"])["items"]["data"][0]["plan"]["id"]
+        == "price_pro_monthly"
+    )
 
 
 def test_the_portal_is_a_redirect_to_stripe(customer_client, stripe_server, customer):
@@ -326,10 +344,23 @@ def test_a_metered_report_run_twice_bills_each_hour_once(stripe_server, customer
     sync(stripe_customer)
     assert stripe_customer.plan.metered and stripe_customer.metered_since >= switched  # words count from the switch
     now = timezone.now()
-    Customer.objects.filter(pk=stripe_customer.pk).update(metered_since=now - timedelta(hours=3, minutes=30))  # as if then
+    Customer.objects.filter(pk=stripe_customer.pk).update(
+        metered_since=now - timedelta(hours=3, minutes=30)
+    )  # as if then
     recorder = UsageRecorder(journal_dir=tmp_path)
     for i, hours_ago in enumerate([3, 3, 2, 0]):  # the current hour is not finished: not reported yet
-        recorder.record(((now - timedelta(hours=hours_ago)).timestamp(), customer.pk, None, "/v1/en/generation", "POST", 200, f"m{i}", False))
+        recorder.record(
+            (
+                (now - timedelta(hours=hours_ago)).timestamp(),
+                customer.pk,
+                None,
+                "/v1/en/generation",
+                "POST",
+                200,
+                f"m{i}",
+                False,
+            )
+        )
         Quantity.objects.create(request_id=f"m{i}", words=100 + i, characters=1)
     assert recorder.flush()
 
@@ -346,7 +377,9 @@ def test_a_metered_report_run_twice_bills_each_hour_once(stripe_server, customer
 
 def test_webhooks_are_refused_while_no_signing_secret_is_configured(client, db, stripe_server, settings):
     settings.STRIPE_WEBHOOK_SECRET = ""
-    response = client.post(WEBHOOK, **signed(event("evt_x", "customer.updated", {"object": "customer", "id": "c"}), secret=""))
+    response = client.post(
+        WEBHOOK, **signed(event("evt_x", "customer.updated", {"object": "customer", "id": "c"}), secret="")
+    )
     assert response.status_code == 503 and not WebhookEvent.objects.exists()
 
 
@@ -354,7 +387,9 @@ def test_words_from_before_the_switch_to_pay_as_you_go_are_not_billed(stripe_ser
     stripe_customer = ensure_stripe_customer(customer)
     now = timezone.now()
     recorder = UsageRecorder(journal_dir=tmp_path)
-    recorder.record(((now - timedelta(hours=5)).timestamp(), customer.pk, None, "/v1/en/generation", "POST", 200, "before", False))
+    recorder.record(
+        ((now - timedelta(hours=5)).timestamp(), customer.pk, None, "/v1/en/generation", "POST", 200, "before", False)
+    )
     Quantity.objects.create(request_id="before", words=500, characters=1)
     assert recorder.flush()
     subscribe(stripe_customer, "price_payg_words")  # the switch: metered from now on

@@ -27,7 +27,9 @@ def test_without_trusted_proxies_the_peer_is_the_client_whatever_the_header_says
         (1, "2001:DB8::1", "2001:db8::1"),
     ],
 )
-def test_the_client_is_as_many_hops_from_the_right_as_there_are_trusted_proxies(settings, proxies, forwarded_for, expected):
+def test_the_client_is_as_many_hops_from_the_right_as_there_are_trusted_proxies(
+    settings, proxies, forwarded_for, expected
+):
     settings.TRUSTED_PROXY_COUNT = proxies
     assert client_ip(request_from("10.0.0.2", forwarded_for)) == expected
 

@@ -40,7 +40,9 @@ def page(browser, live_server, transactional_db):
 def page_with_bfcache(browser, live_server, transactional_db):
     """A page in a Chromium of its own whose back/forward cache is on (Playwright turns it off)."""
     with_bfcache = browser.browser_type.launch(
-        executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"], ignore_default_args=["--disable-back-forward-cache"]
+        executable_path=CHROMIUM,
+        args=["--no-sandbox", "--disable-gpu"],
+        ignore_default_args=["--disable-back-forward-cache"],
     )
     yield with_bfcache.new_context(base_url=live_server.url).new_page()
     with_bfcache.close()

@@ -3,7 +3,7 @@
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.test_shell import call_api, sign_up
+from tests.browser.helpers import call_api, sign_up
 
 # Transactional (a live server or a server process): pytest-django runs these after the others.
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -9,26 +9,22 @@ test-artifacts/screenshots), which CI keeps.
 """
 
 import json
-import os
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 from playwright.sync_api import expect
 
 from accounts.models import User
 from backoffice.gateway import traefik_command
-from conftest import PASSWORD
-from tests.browser.test_shell import sign_up
+from tests.browser.helpers import SCREENSHOTS, sign_up
+from tests.helpers import PASSWORD
 from tests.servers import free_port, nlp_api, traefik
 
 # Transactional (a live server or a server process): pytest-django runs these after the others.
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SERVICE_TOKEN = "svc-journey"
-SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR", django_settings.BASE_DIR / "test-artifacts" / "screenshots"))
 
 
 @pytest.fixture
@@ -50,7 +46,9 @@ def extract(api: str, secret: str, log: list[int]) -> tuple[int, dict, dict]:
 
 def _extract(api: str, secret: str) -> tuple[int, dict, dict]:
     request = urllib.request.Request(
-        f"{api}/v1/entities", method="POST", data=json.dumps({"text": "Ada Lovelace was born in London in 1815."}).encode(),
+        f"{api}/v1/entities",
+        method="POST",
+        data=json.dumps({"text": "Ada Lovelace was born in London in 1815."}).encode(),
         headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
     )
     try:

@@ -4,7 +4,7 @@ import pytest
 from playwright.sync_api import expect
 
 from accounts.models import ApiToken
-from tests.browser.test_shell import call_api, log_in
+from tests.browser.helpers import call_api, log_in
 
 # Transactional (a live server): pytest-django runs these after the others.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -22,7 +22,10 @@ SET_HIDDEN = """hidden => {
 def polls(page) -> list[str]:
     """The usage requests the page sends by itself (htmx's, not a navigation)."""
     sent = []
-    page.on("request", lambda request: request.resource_type == "xhr" and "/usage/" in request.url and sent.append(request.url))
+    page.on(
+        "request",
+        lambda request: request.resource_type == "xhr" and "/usage/" in request.url and sent.append(request.url),
+    )
     return sent
 
 

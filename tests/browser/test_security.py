@@ -4,8 +4,8 @@ import pytest
 from playwright.sync_api import expect
 
 from accounts.models import ApiToken, User
-from conftest import PASSWORD
-from tests.browser.test_shell import call_api, sign_up
+from tests.browser.helpers import call_api, sign_up
+from tests.helpers import PASSWORD
 from usage.queries import RANGES
 
 # Transactional (a live server or a server process): pytest-django runs these after the others.
@@ -93,11 +93,26 @@ def test_no_page_needs_more_than_the_content_security_policy_allows(page, violat
         page.wait_for_timeout(250)
     expect(page.get_by_text("2 calls in all")).to_be_visible()
 
-    customer_pages = ["/", "/tokens/", *[f"/usage/?range={key}" for key in RANGES], "/billing/", "/support/", "/account/", "/account/password/"]
+    customer_pages = [
+        "/",
+        "/tokens/",
+        *[f"/usage/?range={key}" for key in RANGES],
+        "/billing/",
+        "/support/",
+        "/account/",
+        "/account/password/",
+    ]
     for url in customer_pages:
         visit(page, url)
     nav = page.get_by_role("navigation", name="Main")
-    for name in ["Dashboard", "API tokens", "Billing", "Support", "Account", "Usage"]:  # the same pages swapped in by htmx
+    for name in [
+        "Dashboard",
+        "API tokens",
+        "Billing",
+        "Support",
+        "Account",
+        "Usage",
+    ]:  # the same pages swapped in by htmx
         nav.get_by_role("link", name=name).click()
         expect(page.get_by_role("heading", level=1)).to_have_text(name)
     page.get_by_role("link", name="30 days").click()

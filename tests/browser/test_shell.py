@@ -1,27 +1,14 @@
 """The htmx shell in a real browser: URL and content stay consistent through navigation."""
 
 import pytest
-import time
-import urllib.error
-import urllib.request
-
 from playwright.sync_api import expect
 
 from accounts.models import ApiToken, User
-from conftest import PASSWORD
+from tests.browser.helpers import call_api, log_in, sign_up
 from tests.helpers import authenticates
 
 # Transactional (a live server or a server process): pytest-django runs these after the others.
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def sign_up(page, email="ada@example.com"):
-    page.goto("/signup/")
-    page.get_by_label("E-mail address").fill(email)
-    page.get_by_label("Password:", exact=True).fill(PASSWORD)
-    page.get_by_label("Password confirmation").fill(PASSWORD)
-    page.get_by_role("button", name="Sign up").click()
-    expect(page).to_have_url("/tokens/")
 
 
 def test_sign_up_create_a_token_navigate_reload_and_go_back(page, transactional_db):
@@ -131,14 +118,6 @@ def test_back_to_a_page_not_in_the_history_cache_after_the_session_expired_leads
     expect(page.get_by_role("heading", level=1)).to_have_text("Log in")
 
 
-def log_in(page, email):
-    page.goto("/login/")
-    page.get_by_label("E-mail address").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url("/")
-
-
 def test_a_staff_session_that_expired_leads_to_the_admin_login_page(page, staff_user):
     log_in(page, staff_user.email)
     page.context.clear_cookies()
@@ -175,7 +154,12 @@ def test_back_and_forward_raise_no_javascript_error(page):
     for name in ["Account", "Dashboard"]:
         nav.get_by_role("link", name=name).click()
         expect(page.get_by_role("heading", level=1)).to_have_text(name)
-    for step, heading in [(page.go_back, "Account"), (page.go_back, "API tokens"), (page.go_forward, "Account"), (page.go_forward, "Dashboard")]:
+    for step, heading in [
+        (page.go_back, "Account"),
+        (page.go_back, "API tokens"),
+        (page.go_forward, "Account"),
+        (page.go_forward, "Dashboard"),
+    ]:
         step()
         expect(page.get_by_role("heading", level=1)).to_have_text(heading)
         expect(page).to_have_title(f"{heading} · NLP API")
@@ -210,26 +194,3 @@ def test_calls_made_with_a_new_token_show_up_on_the_usage_page(page, live_server
     page.go_back()
     expect(page).to_have_url("/usage/")
     expect(page.get_by_role("heading", name="Last 7 days")).to_be_visible()
-
-
-def call_api(base_url: str, secret: str, uri: str, plan: str | None = None) -> dict:
-    """One API call as Traefik would check it, then the upstream's release of its concurrency lease.
-
-    Token and plan changes reach the forward-auth snapshot within FORWARD_AUTH_REFRESH_SECONDS:
-    retry meanwhile (a 401 for a new token, the old plan for a changed one). Returns the identity headers.
-    """
-    request = urllib.request.Request(f"{base_url}/forward-auth", headers={"Authorization": f"Bearer {secret}", "X-Forwarded-Uri": uri})
-    for _ in range(50):
-        try:
-            with urllib.request.urlopen(request) as response:
-                headers = dict(response.headers)
-            release = urllib.request.Request(
-                f"{base_url}/forward-auth/release", method="POST", headers={"X-Lease-Id": headers["X-Lease-Id"]}
-            )
-            assert urllib.request.urlopen(release).status == 204
-            if plan is None or headers["X-Plan"] == plan:
-                return headers
-        except urllib.error.HTTPError as error:
-            assert error.code == 401, error.code
-        time.sleep(0.1)
-    raise AssertionError(f"no answer with the expected token and plan {plan} within 5 s")

@@ -21,8 +21,8 @@ from playwright.sync_api import expect
 
 from accounts.models import ApiToken, SupportMessage, User
 from billing.models import Customer, Plan
-from conftest import PASSWORD
-from tests.browser.test_journey import SCREENSHOTS
+from tests.browser.helpers import SCREENSHOTS
+from tests.helpers import PASSWORD
 from usage import forward_auth
 from usage.models import ApiCall
 
@@ -53,26 +53,52 @@ def customer(settings, usage_store) -> User:
     used, _ = ApiToken.issue(user, "production")
     ApiToken.objects.filter(pk=used.pk).update(last_used=now)
     ApiToken.issue(user, "laptop")[0].revoke()
-    SupportMessage.objects.create(user=user, subject="Entities missing", message=f"The call documented at {LONG_URL} returns no entities.")
     SupportMessage.objects.create(
-        user=user, subject="Higher limits", message="Could we get 500 calls a minute?", answer="Done until the end of the month.",
-        status=SupportMessage.Status.ANSWERED, answered_at=now,
+        user=user, subject="Entities missing", message=f"The call documented at {LONG_URL} returns no entities."
+    )
+    SupportMessage.objects.create(
+        user=user,
+        subject="Higher limits",
+        message="Could we get 500 calls a minute?",
+        answer="Done until the end of the month.",
+        status=SupportMessage.Status.ANSWERED,
+        answered_at=now,
     )
     period_end = now + timedelta(days=20)
     Customer.objects.create(  # a paying customer, as the last Stripe sync left it
-        user=user, plan=Plan.objects.get(slug="starter"), stripe_id="cus_walk", current_period_end=period_end,
+        user=user,
+        plan=Plan.objects.get(slug="starter"),
+        stripe_id="cus_walk",
+        current_period_end=period_end,
         stripe_subscription={"id": "sub_walk", "status": "active"},
-        stripe_invoices=[{
-            "id": "in_walk", "number": "7F3C9A1E-0001", "created": int((now - timedelta(days=10)).timestamp()), "amount_due": 2900,
-            "currency": "usd", "status": "paid", "hosted_invoice_url": "https://invoice.stripe.com/i/acct_walk/test_walk",
-        }],
-        stripe_upcoming_invoice={"amount_due": 2900, "currency": "usd", "next_payment_attempt": int(period_end.timestamp())},
+        stripe_invoices=[
+            {
+                "id": "in_walk",
+                "number": "7F3C9A1E-0001",
+                "created": int((now - timedelta(days=10)).timestamp()),
+                "amount_due": 2900,
+                "currency": "usd",
+                "status": "paid",
+                "hosted_invoice_url": "https://invoice.stripe.com/i/acct_walk/test_walk",
+            }
+        ],
+        stripe_upcoming_invoice={
+            "amount_due": 2900,
+            "currency": "usd",
+            "next_payment_attempt": int(period_end.timestamp()),
+        },
     )
     every_5_hours_for_a_year, every_6_minutes_today = range(0, 24 * 365, 5), (tenths / 10 for tenths in range(240))
     calls = [
         ApiCall(
-            time=now - timedelta(hours=hours), account_id=user.pk, endpoint=ENDPOINTS[i % 3], method="POST",
-            status=429 if i % 7 == 0 else 200, words=157 * (i % 5), characters=1_093 * (i % 3), request_id=f"walk-{i}",
+            time=now - timedelta(hours=hours),
+            account_id=user.pk,
+            endpoint=ENDPOINTS[i % 3],
+            method="POST",
+            status=429 if i % 7 == 0 else 200,
+            words=157 * (i % 5),
+            characters=1_093 * (i % 3),
+            request_id=f"walk-{i}",
         )
         for i, hours in enumerate([*every_5_hours_for_a_year, *every_6_minutes_today])
     ]
@@ -136,8 +162,12 @@ class Walker:
                     overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
                 })"""
             )
-            assert layout == {"headers": 1, "mains": 1, "headings": 1 if heading else 0, "overflow": 0}, f"{width} {url}: {layout}"
-            if heading and (url, width) not in self.checked:  # once a page: reloads and history restores render the same
+            assert layout == {"headers": 1, "mains": 1, "headings": 1 if heading else 0, "overflow": 0}, (
+                f"{width} {url}: {layout}"
+            )
+            if (
+                heading and (url, width) not in self.checked
+            ):  # once a page: reloads and history restores render the same
                 self.checked.add((url, width))
                 violations = page.evaluate(
                     """async () => (await axe.run(document, {resultTypes: ["violations"]})).violations.map(
@@ -191,7 +221,9 @@ def test_a_customer_walks_every_page(walker, customer):
     page.get_by_role("button", name="Send reset link").click()
     walker.at("/password-reset/sent/", "Check your e-mail")
     page.goto(urlsplit(re.search(r"https?://\S+", mail.outbox[-1].body)[0]).path)
-    walker.at(f"/password-reset/{urlsafe_base64_encode(str(customer.pk).encode())}/set-password/", "Choose a new password")
+    walker.at(
+        f"/password-reset/{urlsafe_base64_encode(str(customer.pk).encode())}/set-password/", "Choose a new password"
+    )
     page.get_by_label("New password:", exact=True).fill(PASSWORD)
     page.get_by_label("New password confirmation").fill(PASSWORD)
     page.get_by_role("button", name="Set password").click()

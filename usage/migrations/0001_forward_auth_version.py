@@ -28,10 +28,13 @@ END $$;
     for table, events in WATCHED.items()
 )
 
-DROP = "".join(f"DROP TRIGGER forward_auth_version ON {table};\n" for table in WATCHED) + """
+DROP = (
+    "".join(f"DROP TRIGGER forward_auth_version ON {table};\n" for table in WATCHED)
+    + """
 DROP FUNCTION bump_forward_auth_version();
 DROP SEQUENCE forward_auth_version;
 """
+)
 
 
 class Migration(migrations.Migration):

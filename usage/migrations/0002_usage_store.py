@@ -4,76 +4,102 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('usage', '0001_forward_auth_version'),
+        ("usage", "0001_forward_auth_version"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ApiCall',
+            name="ApiCall",
             fields=[
-                ('pk', models.CompositePrimaryKey('request_id', 'time', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('time', models.DateTimeField()),
-                ('account_id', models.BigIntegerField()),
-                ('token_id', models.BigIntegerField(null=True)),
-                ('endpoint', models.TextField()),
-                ('method', models.TextField()),
-                ('status', models.SmallIntegerField()),
-                ('words', models.IntegerField(default=0)),
-                ('characters', models.IntegerField(default=0)),
-                ('request_id', models.TextField()),
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "request_id", "time", blank=True, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("time", models.DateTimeField()),
+                ("account_id", models.BigIntegerField()),
+                ("token_id", models.BigIntegerField(null=True)),
+                ("endpoint", models.TextField()),
+                ("method", models.TextField()),
+                ("status", models.SmallIntegerField()),
+                ("words", models.IntegerField(default=0)),
+                ("characters", models.IntegerField(default=0)),
+                ("request_id", models.TextField()),
             ],
             options={
-                'db_table': 'api_calls',
-                'managed': False,
+                "db_table": "api_calls",
+                "managed": False,
             },
         ),
         migrations.CreateModel(
-            name='DailyUsage',
+            name="DailyUsage",
             fields=[
-                ('pk', models.CompositePrimaryKey('account_id', 'bucket', 'endpoint', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('bucket', models.DateTimeField()),
-                ('account_id', models.BigIntegerField()),
-                ('endpoint', models.TextField()),
-                ('requests', models.BigIntegerField()),
-                ('errors', models.BigIntegerField()),
-                ('words', models.BigIntegerField()),
-                ('characters', models.BigIntegerField()),
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "account_id",
+                        "bucket",
+                        "endpoint",
+                        blank=True,
+                        editable=False,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("bucket", models.DateTimeField()),
+                ("account_id", models.BigIntegerField()),
+                ("endpoint", models.TextField()),
+                ("requests", models.BigIntegerField()),
+                ("errors", models.BigIntegerField()),
+                ("words", models.BigIntegerField()),
+                ("characters", models.BigIntegerField()),
             ],
             options={
-                'db_table': 'api_calls_daily',
-                'abstract': False,
-                'managed': False,
+                "db_table": "api_calls_daily",
+                "abstract": False,
+                "managed": False,
             },
         ),
         migrations.CreateModel(
-            name='HourlyUsage',
+            name="HourlyUsage",
             fields=[
-                ('pk', models.CompositePrimaryKey('account_id', 'bucket', 'endpoint', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('bucket', models.DateTimeField()),
-                ('account_id', models.BigIntegerField()),
-                ('endpoint', models.TextField()),
-                ('requests', models.BigIntegerField()),
-                ('errors', models.BigIntegerField()),
-                ('words', models.BigIntegerField()),
-                ('characters', models.BigIntegerField()),
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "account_id",
+                        "bucket",
+                        "endpoint",
+                        blank=True,
+                        editable=False,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("bucket", models.DateTimeField()),
+                ("account_id", models.BigIntegerField()),
+                ("endpoint", models.TextField()),
+                ("requests", models.BigIntegerField()),
+                ("errors", models.BigIntegerField()),
+                ("words", models.BigIntegerField()),
+                ("characters", models.BigIntegerField()),
             ],
             options={
-                'db_table': 'api_calls_hourly',
-                'abstract': False,
-                'managed': False,
+                "db_table": "api_calls_hourly",
+                "abstract": False,
+                "managed": False,
             },
         ),
         migrations.CreateModel(
-            name='Quantity',
+            name="Quantity",
             fields=[
-                ('request_id', models.CharField(max_length=64, primary_key=True, serialize=False)),
-                ('words', models.PositiveIntegerField()),
-                ('characters', models.PositiveIntegerField()),
-                ('received', models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("request_id", models.CharField(max_length=64, primary_key=True, serialize=False)),
+                ("words", models.PositiveIntegerField()),
+                ("characters", models.PositiveIntegerField()),
+                ("received", models.DateTimeField(auto_now_add=True, db_index=True)),
             ],
         ),
     ]

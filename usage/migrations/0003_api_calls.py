@@ -3,6 +3,7 @@ on TimescaleDB, trigger-kept tables of the same names on plain PostgreSQL."""
 
 from django.db import migrations
 
+
 def create_store(apps, schema_editor):
     from usage import store
 

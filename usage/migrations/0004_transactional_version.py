@@ -32,7 +32,9 @@ DROP TABLE forward_auth_version;
 class Migration(migrations.Migration):
     dependencies = [("usage", "0003_api_calls")]
     operations = [
-        migrations.RunSQL("ALTER SEQUENCE forward_auth_version RENAME TO forward_auth_version_seq",
-                          "ALTER SEQUENCE forward_auth_version_seq RENAME TO forward_auth_version"),
+        migrations.RunSQL(
+            "ALTER SEQUENCE forward_auth_version RENAME TO forward_auth_version_seq",
+            "ALTER SEQUENCE forward_auth_version_seq RENAME TO forward_auth_version",
+        ),
         migrations.RunSQL(FORWARD, BACKWARD),
     ]

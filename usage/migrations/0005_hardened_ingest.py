@@ -25,7 +25,12 @@ class Migration(migrations.Migration):
             fields=[
                 ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("failed_at", models.DateTimeField(db_index=True)),
-                ("event", models.TextField(help_text="The event as JSON (time, account, token, endpoint, method, status, request id, unchecked).")),
+                (
+                    "event",
+                    models.TextField(
+                        help_text="The event as JSON (time, account, token, endpoint, method, status, request id, unchecked)."
+                    ),
+                ),
                 ("error", models.TextField()),
             ],
         ),

@@ -6,19 +6,7 @@ from billing.models import Customer, EndpointLimit, Plan
 from usage.forward_auth import ForwardAuth
 from usage.limiter import MemoryCounters, RedisCounters
 from usage.recorder import UsageRecorder
-
-T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC: a fixed instant for the fake clock
-
-
-class FakeClock:
-    def __init__(self, now: float = T0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from usage.tests.helpers import FakeClock
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -61,10 +49,3 @@ def secret(customer, plan) -> str:
     """A token of the customer, who is on the Tiny plan."""
     Customer.objects.create(user=customer, plan=plan)
     return ApiToken.issue(customer, "test")[1]
-
-
-def call(auth: ForwardAuth, token: str | None, uri: str = "/v1/en/entities", **headers) -> "Answer":  # noqa: F821
-    environ = {"HTTP_X_FORWARDED_URI": uri, "HTTP_X_FORWARDED_METHOD": "POST", **headers}
-    if token is not None:
-        environ["HTTP_AUTHORIZATION"] = f"Bearer {token}"
-    return auth.answer(environ)

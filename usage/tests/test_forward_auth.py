@@ -1,12 +1,13 @@
 """The forward-auth answers: identity, 401, 429 with the rate-limit fields, usage recorded."""
 
 import json
+from datetime import UTC
 
 import pytest
 
 from accounts.models import ApiToken
 from billing.models import Customer, Plan
-from usage.tests.conftest import T0, call
+from usage.tests.helpers import T0, call
 
 
 def body(answer) -> dict:
@@ -35,7 +36,8 @@ def test_each_allowed_call_is_recorded_with_its_request_id(auth, secret, recorde
     events = recorder.drain()
     token = customer.tokens.get()
     assert events == [
-        (T0, customer.pk, token.pk, "/v1/en/entities", "POST", 200, dict(a.headers)["X-Request-Id"], False) for a in answers
+        (T0, customer.pk, token.pk, "/v1/en/entities", "POST", 200, dict(a.headers)["X-Request-Id"], False)
+        for a in answers
     ]
     assert events[0][6] != events[1][6]  # request ids
 
@@ -144,10 +146,10 @@ def test_the_month_window_is_the_calendar_month_without_a_subscription(auth, cus
 
 
 def test_the_month_window_follows_the_billing_period_of_a_subscription(auth, customer, clock, plan):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     Plan.objects.filter(pk=plan.pk).update(per_month=1, per_minute=None, per_hour=None)
-    start, end = datetime(2027, 1, 10, tzinfo=timezone.utc), datetime(2027, 2, 10, tzinfo=timezone.utc)
+    start, end = datetime(2027, 1, 10, tzinfo=UTC), datetime(2027, 2, 10, tzinfo=UTC)
     Customer.objects.create(user=customer, plan=plan, current_period_start=start, current_period_end=end)
     secret = ApiToken.issue(customer, "t")[1]
     auth.refresh()

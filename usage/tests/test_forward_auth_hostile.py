@@ -23,17 +23,22 @@ from usage.forward_auth import ForwardAuth
 from usage.limiter import MemoryCounters, RedisCounters
 from usage.models import ApiCall
 from usage.recorder import UsageRecorder
-from usage.tests.conftest import call
+from usage.tests.helpers import call
 
 
-@pytest.mark.parametrize("uri, method", [
-    ("/v1/en/entities%00", "POST"),
-    ("/v1/%00/x%00%00?q=%00", "POST"),
-    ("/v1/\x00raw", "PO\x00ST"),
-    ("/v1/%ff%fe%c3", "GET"),
-    ("/v1/" + "%F0%9F%98%80" * 500, "X" * 5000),
-])
-def test_hostile_paths_and_methods_are_recorded_storably_beside_everyone_elses_calls(auth, secret, tmp_path, usage_store, uri, method):
+@pytest.mark.parametrize(
+    "uri, method",
+    [
+        ("/v1/en/entities%00", "POST"),
+        ("/v1/%00/x%00%00?q=%00", "POST"),
+        ("/v1/\x00raw", "PO\x00ST"),
+        ("/v1/%ff%fe%c3", "GET"),
+        ("/v1/" + "%F0%9F%98%80" * 500, "X" * 5000),
+    ],
+)
+def test_hostile_paths_and_methods_are_recorded_storably_beside_everyone_elses_calls(
+    auth, secret, tmp_path, usage_store, uri, method
+):
     recorder = auth.recorder = UsageRecorder(journal_dir=tmp_path)
     auth.refresh()
     assert call(auth, secret, uri=uri, HTTP_X_FORWARDED_METHOD=method).status == 200
@@ -47,8 +52,9 @@ def test_hostile_paths_and_methods_are_recorded_storably_beside_everyone_elses_c
 @pytest.mark.parametrize("fail_open", [False, True])
 def test_calls_let_through_while_redis_is_down_are_recorded_as_unchecked(secret, fail_open):
     recorder = UsageRecorder()
-    down = ForwardAuth(RedisCounters("redis://127.0.0.1:1/0"), fail_open=fail_open, refresh_seconds=0, lease_ttl=30,
-                       recorder=recorder)
+    down = ForwardAuth(
+        RedisCounters("redis://127.0.0.1:1/0"), fail_open=fail_open, refresh_seconds=0, lease_ttl=30, recorder=recorder
+    )
     down.refresh()
     answers = [call(down, secret) for _ in range(20)]
     events = recorder.drain()
@@ -95,11 +101,20 @@ def test_500_concurrent_decisions_on_a_healthy_redis_allow_exactly_the_quota(cus
 
 def test_counters_are_in_redis_whenever_redis_is_configured():
     script = "import django; django.setup(); from django.conf import settings; print(settings.FORWARD_AUTH_BACKEND)"
-    env = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "backoffice.settings", "DEBUG": "1",
-           "DATABASE_URL": os.environ["DATABASE_URL"]}
+    env = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_SETTINGS_MODULE": "backoffice.settings",
+        "DEBUG": "1",
+        "DATABASE_URL": os.environ["DATABASE_URL"],
+    }
     for redis_url, backend in [(settings.REDIS_URL, "redis"), ("", "memory")]:
-        result = subprocess.run([sys.executable, "-c", script], env=env | {"REDIS_URL": redis_url},
-                                cwd=settings.BASE_DIR, capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            env=env | {"REDIS_URL": redis_url},
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+        )
         assert result.stdout.strip() == backend, result.stderr
 
 
@@ -108,9 +123,13 @@ def test_counters_are_in_redis_whenever_redis_is_configured():
 
 @pytest.mark.django_db(transaction=True)
 def test_memory_counters_in_several_worker_processes_refuse_to_start():
-    env = backoffice_env(HOST="127.0.0.1", PORT=str(free_port()), WEB_WORKERS="2", REDIS_URL="", FORWARD_AUTH_BACKEND="memory")
+    env = backoffice_env(
+        HOST="127.0.0.1", PORT=str(free_port()), WEB_WORKERS="2", REDIS_URL="", FORWARD_AUTH_BACKEND="memory"
+    )
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    result = subprocess.run(["deploy/serve"], env=env, cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["deploy/serve"], env=env, cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode != 0
     assert "FORWARD_AUTH_BACKEND=memory counts in one process" in result.stdout + result.stderr
 
@@ -122,7 +141,9 @@ def test_the_production_server_survives_a_killed_worker(customer):
     port = free_port()
 
     def status() -> int:
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/forward-auth", headers={"Authorization": f"Bearer {secret}"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/forward-auth", headers={"Authorization": f"Bearer {secret}"}
+        )
         try:
             return urllib.request.urlopen(request, timeout=5).status
         except urllib.error.HTTPError as error:

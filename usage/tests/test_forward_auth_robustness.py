@@ -16,7 +16,7 @@ from usage import forward_auth
 from usage.forward_auth import ForwardAuth
 from usage.limiter import MemoryCounters, RedisCounters
 from usage.recorder import UsageRecorder
-from usage.tests.conftest import call
+from usage.tests.helpers import call
 
 NASTY_HEADERS = [
     {},
@@ -79,7 +79,9 @@ def test_the_lean_entry_point_leaves_other_paths_to_django(django_service):
 
 @pytest.mark.django_db(transaction=True)
 def test_revocation_and_plan_changes_reach_a_running_process_within_five_seconds(customer):
-    service = ForwardAuth(MemoryCounters(), fail_open=False, refresh_seconds=0.2, lease_ttl=30, recorder=UsageRecorder())
+    service = ForwardAuth(
+        MemoryCounters(), fail_open=False, refresh_seconds=0.2, lease_ttl=30, recorder=UsageRecorder()
+    )
     plan = Plan.objects.create(name="Flex", slug="flex")  # no limits: every call passes
     Customer.objects.create(user=customer, plan=plan)
     token, secret = ApiToken.issue(customer, "t")
@@ -120,11 +122,16 @@ def test_when_postgresql_is_down_at_start_the_setting_decides(fail_open, status)
         "print(service().answer({'HTTP_AUTHORIZATION': 'Bearer x'}).status)"
     )
     env = {
-        "PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "backoffice.settings", "DEBUG": "1",
-        "DATABASE_URL": "postgres://postgres@127.0.0.1:1/nothing", "FORWARD_AUTH_FAIL_OPEN": fail_open,
+        "PATH": os.environ["PATH"],
+        "DJANGO_SETTINGS_MODULE": "backoffice.settings",
+        "DEBUG": "1",
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:1/nothing",
+        "FORWARD_AUTH_FAIL_OPEN": fail_open,
         "FORWARD_AUTH_REFRESH_SECONDS": "0",
     }
-    result = subprocess.run([sys.executable, "-c", script], env=env, cwd=settings.BASE_DIR, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=settings.BASE_DIR, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(status)
 

@@ -4,7 +4,6 @@ import random
 import threading
 
 import pytest
-
 from django.conf import settings
 
 from billing.models import Plan, Window

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from usage.models import Quantity
 from usage.endpoints import MAX_QUANTITIES_BYTES
+from usage.models import Quantity
 
 URL = "/usage/quantities"
 
@@ -21,9 +21,15 @@ def post(client, body, token="service-secret", raw=False):
 
 
 def test_a_valid_batch_is_stored_before_it_is_acknowledged(client, db):
-    response = post(client, [{"request_id": "abc-1", "words": 12, "characters": 80}, {"request_id": "abc_2", "words": 0, "characters": 3}])
+    response = post(
+        client,
+        [{"request_id": "abc-1", "words": 12, "characters": 80}, {"request_id": "abc_2", "words": 0, "characters": 3}],
+    )
     assert response.status_code == 200 and response.json() == {"stored": 2}
-    assert sorted(Quantity.objects.values_list("request_id", "words", "characters")) == [("abc-1", 12, 80), ("abc_2", 0, 3)]
+    assert sorted(Quantity.objects.values_list("request_id", "words", "characters")) == [
+        ("abc-1", 12, 80),
+        ("abc_2", 0, 3),
+    ]
 
 
 def test_reporting_twice_keeps_one_row_with_the_last_values(client, db):
@@ -45,7 +51,16 @@ def test_without_a_configured_service_token_everyone_is_refused(client, db, sett
 
 
 @pytest.mark.parametrize(
-    "body", ["not json", "{}", "[]", '{"request_id": "a"}', "\xff\xfe", "[" + "1," * 20000 + "1]", "[" * 100_000 + "]" * 100_000]
+    "body",
+    [
+        "not json",
+        "{}",
+        "[]",
+        '{"request_id": "a"}',
+        "\xff\xfe",
+        "[" + "1," * 20000 + "1]",
+        "[" * 100_000 + "]" * 100_000,
+    ],
 )
 def test_malformed_bodies_get_400_with_a_message(client, db, body):
     response = post(client, body, raw=True)
@@ -66,16 +81,24 @@ def test_a_body_over_the_limit_gets_413(client, db):
 
 
 def test_invalid_items_are_reported_one_by_one_and_nothing_is_stored(client, db):
-    response = post(client, [
-        {"request_id": "ok", "words": 1, "characters": 1},
-        {"request_id": "bad id!", "words": -1, "characters": 1.5},
-        {"request_id": "x", "words": True, "characters": 2, "status": 200},
-        "nope",
-    ])
+    response = post(
+        client,
+        [
+            {"request_id": "ok", "words": 1, "characters": 1},
+            {"request_id": "bad id!", "words": -1, "characters": 1.5},
+            {"request_id": "x", "words": True, "characters": 2, "status": 200},
+            "nope",
+        ],
+    )
     errors = response.json()["errors"]
     assert response.status_code == 400
     assert [(e["index"], e["field"]) for e in errors] == [
-        (1, "request_id"), (1, "words"), (1, "characters"), (2, "words"), (2, None), (3, None)
+        (1, "request_id"),
+        (1, "words"),
+        (1, "characters"),
+        (2, "words"),
+        (2, None),
+        (3, None),
     ]
     assert not Quantity.objects.exists()
 
@@ -85,6 +108,8 @@ def test_get_is_not_allowed(client, db):
 
 
 def test_a_request_id_twice_in_one_batch_keeps_the_last(client, db):
-    response = post(client, [{"request_id": "a", "words": 1, "characters": 1}, {"request_id": "a", "words": 2, "characters": 3}])
+    response = post(
+        client, [{"request_id": "a", "words": 1, "characters": 1}, {"request_id": "a", "words": 2, "characters": 3}]
+    )
     assert response.status_code == 200 and response.json() == {"stored": 1}
     assert list(Quantity.objects.values_list("words", "characters")) == [(2, 3)]

@@ -18,7 +18,16 @@ T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 
 
 def event(i: int, account: int = 1, token: int | None = None, status: int = 200, every: float = 0.5) -> tuple:
-    return (T0 + i * every, account, token, f"/v1/en/{'entities' if i % 3 else 'summarization'}", "POST", status, f"req-{i}", False)
+    return (
+        T0 + i * every,
+        account,
+        token,
+        f"/v1/en/{'entities' if i % 3 else 'summarization'}",
+        "POST",
+        status,
+        f"req-{i}",
+        False,
+    )
 
 
 def totals(model=HourlyUsage, **filters) -> dict:
@@ -96,8 +105,11 @@ def test_n_events_through_an_outage_and_a_restart_give_exactly_n(tmp_path, usage
     settings.USAGE_FLUSH_SECONDS = 0.05
     journal = tmp_path / "journal"
     database = connection.settings_dict["NAME"]
-    admin = psycopg.connect(dbname="postgres", **{k: v for k, v in connection.get_connection_params().items()
-                                                  if k in ("user", "host", "port", "password")}, autocommit=True)
+    admin = psycopg.connect(
+        dbname="postgres",
+        **{k: v for k, v in connection.get_connection_params().items() if k in ("user", "host", "port", "password")},
+        autocommit=True,
+    )
     words = {f"req-{i}": i % 7 for i in range(6000)}
     Quantity.objects.bulk_create(Quantity(request_id=r, words=w, characters=2 * w) for r, w in words.items())
 
@@ -109,7 +121,9 @@ def test_n_events_through_an_outage_and_a_restart_give_exactly_n(tmp_path, usage
 
     my_pid = connection.cursor().connection.info.backend_pid
     admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
-    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> %s", [database, my_pid])
+    admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> %s", [database, my_pid]
+    )
     try:
         for i in range(2000, 5000):
             first.record(event(i))
@@ -172,7 +186,9 @@ def dead_letters() -> list[str]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_poison_events_are_set_aside_and_every_good_one_is_stored_within_two_flush_intervals(tmp_path, usage_store, settings):
+def test_poison_events_are_set_aside_and_every_good_one_is_stored_within_two_flush_intervals(
+    tmp_path, usage_store, settings
+):
     settings.USAGE_FLUSH_SECONDS = 1.0
     recorder = UsageRecorder(journal_dir=tmp_path / "journal")
     recorder.start()
@@ -225,7 +241,9 @@ def test_a_journal_meant_for_another_database_is_kept_and_reported(tmp_path, usa
     journal = tmp_path / "journal"
     journal.mkdir()
     foreign = journal / "1.000000-1.jsonl"
-    foreign.write_text(json.dumps({"database": str(uuid.uuid4()), "target": database_target()}) + "\n" + json.dumps(event(1)) + "\n")
+    foreign.write_text(
+        json.dumps({"database": str(uuid.uuid4()), "target": database_target()}) + "\n" + json.dumps(event(1)) + "\n"
+    )
     unmarked = journal / "2.000000-1.jsonl"  # written before journals named their database
     unmarked.write_text(json.dumps(event(2)) + "\n")
     recorder = UsageRecorder(journal_dir=journal)
@@ -236,11 +254,16 @@ def test_a_journal_meant_for_another_database_is_kept_and_reported(tmp_path, usa
     assert [path for path, _ in recorder.foreign_journals()] == [foreign, unmarked]
 
 
-def test_a_journal_written_before_the_database_ever_answered_is_replayed_where_its_settings_point(tmp_path, usage_store):
+def test_a_journal_written_before_the_database_ever_answered_is_replayed_where_its_settings_point(
+    tmp_path, usage_store
+):
     journal = tmp_path / "journal"
     cut_off = UsageRecorder(journal_dir=journal)  # never flushed: it does not know the database's id
     cut_off.record(event(1))
     cut_off._spill(1)
-    assert json.loads(next(journal.glob("*.jsonl")).open().readline()) == {"database": None, "target": database_target()}
+    assert json.loads(next(journal.glob("*.jsonl")).open().readline()) == {
+        "database": None,
+        "target": database_target(),
+    }
     assert UsageRecorder(journal_dir=journal).flush()
     assert ApiCall.objects.count() == 1 and not list(journal.iterdir())

@@ -1,7 +1,8 @@
 """A clean shutdown of the deployed server (granian, SIGTERM) writes every buffered event."""
 
-import pytest
 import urllib.request
+
+import pytest
 
 from accounts.models import ApiToken
 from billing.models import Customer, Plan
@@ -18,7 +19,9 @@ def test_sigterm_flushes_the_usage_buffer(transactional_db, usage_store, custome
     port = free_port()
     with backoffice(port, USAGE_FLUSH_SECONDS="600"):  # no timed flush: only the shutdown can write them
         for _ in range(25):
-            request = urllib.request.Request(f"http://127.0.0.1:{port}/forward-auth", headers={"Authorization": f"Bearer {secret}"})
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/forward-auth", headers={"Authorization": f"Bearer {secret}"}
+            )
             assert urllib.request.urlopen(request).status == 200
         assert ApiCall.objects.filter(account_id=customer.pk).count() == 0
     # leaving the block sent SIGTERM and waited for the server to exit

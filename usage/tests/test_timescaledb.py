@@ -8,11 +8,9 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
+from usage import queries as store_queries
 from usage import store
 from usage.models import Quantity
-from usage import queries as store_queries
 from usage.queries import RANGES, READERS, Query
 from usage.recorder import MERGE_QUANTITIES, UsageRecorder
 
@@ -37,7 +35,11 @@ def make_events() -> list[tuple]:
 
 
 def quantities(events) -> list[tuple]:
-    return [(e[6], (i * 37) % 500, (i * 91) % 3000, datetime.fromtimestamp(e[0], UTC)) for i, e in enumerate(events) if i % 5]
+    return [
+        (e[6], (i * 37) % 500, (i * 91) % 3000, datetime.fromtimestamp(e[0], UTC))
+        for i, e in enumerate(events)
+        if i % 5
+    ]
 
 
 def queries() -> dict[str, Query]:
@@ -51,7 +53,9 @@ def queries() -> dict[str, Query]:
         checks[f"series:{key}-all"] = store_queries.series(range_, *window)
         checks[f"totals:{key}-accounts"] = store_queries.totals(range_, "account", *window, limit=10)
         checks[f"totals:{key}-endpoints"] = store_queries.totals(range_, "endpoint", *window)
-    checks["quota_use:1"] = store_queries.quota_use(1, datetime(2027, 1, 1, tzinfo=UTC), NOW - timedelta(days=1), NOW - timedelta(hours=1))
+    checks["quota_use:1"] = store_queries.quota_use(
+        1, datetime(2027, 1, 1, tzinfo=UTC), NOW - timedelta(days=1), NOW - timedelta(hours=1)
+    )
     checks["allowed_and_refused:1"] = store_queries.allowed_and_refused(1, NOW - timedelta(days=30))
     checks["recent_refusals:2"] = store_queries.recent_refusals(2, NOW - timedelta(days=30))
     checks["words_per_hour:1-3"] = store_queries.words_per_hour(
@@ -98,15 +102,23 @@ def on_timescaledb(events, quantities) -> dict[str, list]:
     checks = queries()
     for phase in ("realtime", "refreshed"):  # before any refresh: real-time aggregation alone
         if phase == "refreshed":
-            steps += [{"exec": f"CALL refresh_continuous_aggregate('{view}', NULL, NULL)"}
-                      for view in ("api_calls_hourly", "api_calls_daily")]
+            steps += [
+                {"exec": f"CALL refresh_continuous_aggregate('{view}', NULL, NULL)"}
+                for view in ("api_calls_hourly", "api_calls_daily")
+            ]
         for name, query in checks.items():
             text, args = positional(query.sql, query.params)
             steps.append({"query": text, "params": args, "name": f"{phase}:{name}"})
-    steps.append({"query": "SELECT count(*) FROM timescaledb_information.jobs WHERE proc_name IN "
-                           "('policy_refresh_continuous_aggregate', 'policy_retention', 'policy_compression')",
-                  "name": "policies"})
-    result = subprocess.run(["node", RUNNER], input=json.dumps({"steps": steps}), capture_output=True, text=True, timeout=300)
+    steps.append(
+        {
+            "query": "SELECT count(*) FROM timescaledb_information.jobs WHERE proc_name IN "
+            "('policy_refresh_continuous_aggregate', 'policy_retention', 'policy_compression')",
+            "name": "policies",
+        }
+    )
+    result = subprocess.run(
+        ["node", RUNNER], input=json.dumps({"steps": steps}), capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
 

@@ -35,8 +35,11 @@ def command(static: str, directory: Path, port: int, backoffice_url: str, upstre
         return traefik_command(directory, port, backoffice_url, upstream_url, HOST)
     dynamic = dynamic_configuration(directory, f"{backoffice_url}/forward-auth", upstream_url, HOST)
     return [
-        str(TRAEFIK), f"--entrypoints.websecure.address=127.0.0.1:{port}", f"--providers.file.filename={dynamic}",
-        "--global.checkNewVersion=false", "--global.sendAnonymousUsage=false",
+        str(TRAEFIK),
+        f"--entrypoints.websecure.address=127.0.0.1:{port}",
+        f"--providers.file.filename={dynamic}",
+        "--global.checkNewVersion=false",
+        "--global.sendAnonymousUsage=false",
     ]
 
 
@@ -58,8 +61,12 @@ def post_entities(port: int, secret: str, body: bytes) -> tuple[int, http.client
     """A POST of /v1/entities (the NLP API's) with this token."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        connection.request("POST", "/v1/entities", body, {"Host": HOST, "Authorization": f"Bearer {secret}",
-                                                          "Content-Type": "application/json"})
+        connection.request(
+            "POST",
+            "/v1/entities",
+            body,
+            {"Host": HOST, "Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
+        )
         response = connection.getresponse()
         return response.status, response.headers, response.read()
     finally:
@@ -84,7 +91,9 @@ def gateway(tmp_path, transactional_db, usage_store):
             port, auth_port, upstream_port = free_port(), free_port(), free_port()
             auth_url, upstream_url = f"http://127.0.0.1:{auth_port}", f"http://127.0.0.1:{upstream_port}"
             servers.enter_context(backoffice(auth_port, **env))
-            servers.enter_context(echo_upstream(upstream_port) if upstream == "echo" else nlp_api(upstream_port, auth_url))
+            servers.enter_context(
+                echo_upstream(upstream_port) if upstream == "echo" else nlp_api(upstream_port, auth_url)
+            )
             servers.enter_context(traefik(command(static, tmp_path, port, auth_url, upstream_url), port, HOST))
             return port
 
@@ -92,9 +101,19 @@ def gateway(tmp_path, transactional_db, usage_store):
 
 
 FORGED = [
-    ("X-User-Id", "forged"), ("x-user-id", "forged"), ("X_User_Id", "forged"), ("x.user.id", "forged"), ("X~USER~ID", "forged"),
-    ("X_Plan", "forged"), ("X.Token.Id", "forged"), ("X_Request_Id", "forged"), ("X+Lease+Id", "forged"),
-    ("X-RateLimit-Unchecked", "1"), ("X_RateLimit_Unchecked", "1"), ("X-Auth-Unverified", "1"), ("x_auth.unverified", "1"),
+    ("X-User-Id", "forged"),
+    ("x-user-id", "forged"),
+    ("X_User_Id", "forged"),
+    ("x.user.id", "forged"),
+    ("X~USER~ID", "forged"),
+    ("X_Plan", "forged"),
+    ("X.Token.Id", "forged"),
+    ("X_Request_Id", "forged"),
+    ("X+Lease+Id", "forged"),
+    ("X-RateLimit-Unchecked", "1"),
+    ("X_RateLimit_Unchecked", "1"),
+    ("X-Auth-Unverified", "1"),
+    ("x_auth.unverified", "1"),
 ]
 
 
@@ -130,7 +149,9 @@ def test_401_and_429_reach_the_client_with_their_headers_and_bodies(gateway, sec
 
 def test_a_call_let_through_unchecked_is_marked_for_the_upstream(gateway, secret, customer):
     """Redis down and FORWARD_AUTH_FAIL_OPEN=1: the call passes, marked, and the mark reaches the upstream."""
-    port = gateway(FORWARD_AUTH_BACKEND="redis", REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", FORWARD_AUTH_FAIL_OPEN="1")
+    port = gateway(
+        FORWARD_AUTH_BACKEND="redis", REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", FORWARD_AUTH_FAIL_OPEN="1"
+    )
     status, _, body = send(port, [("Authorization", f"Bearer {secret}")])
     seen = as_wsgi_reads_them(json.loads(body))
     assert status == 200
@@ -147,8 +168,12 @@ def test_a_concurrency_lease_is_released_through_the_gateway(gateway, secret, pl
     # Half a body: Traefik asks forward-auth on the headers; the NLP API waits for the rest.
     in_flight = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     in_flight.putrequest("POST", "/v1/entities", skip_host=True)
-    for name, value in [("Host", HOST), ("Authorization", f"Bearer {secret}"), ("Content-Type", "application/json"),
-                        ("Content-Length", str(len(body)))]:
+    for name, value in [
+        ("Host", HOST),
+        ("Authorization", f"Bearer {secret}"),
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(body))),
+    ]:
         in_flight.putheader(name, value)
     in_flight.endheaders(body[:10])
     assert wait_for(lambda: ApiCall.objects.filter(status=200).exists(), 10)  # its lease is taken
@@ -165,7 +190,9 @@ def test_a_concurrency_lease_is_released_through_the_gateway(gateway, secret, pl
 
 def test_the_shipped_configuration_loads_without_warnings(tmp_path):
     port, auth_port, upstream_port = free_port(), free_port(), free_port()
-    arguments = command("traefik.yml", tmp_path, port, f"http://127.0.0.1:{auth_port}", f"http://127.0.0.1:{upstream_port}")
+    arguments = command(
+        "traefik.yml", tmp_path, port, f"http://127.0.0.1:{auth_port}", f"http://127.0.0.1:{upstream_port}"
+    )
     with (tmp_path / "traefik.yml").open("a") as static:
         static.write("log:\n  level: WARN\n")  # by default Traefik logs errors only
     # An echo server as the auth server too: every call passes, so nothing is logged but warnings.
@@ -175,7 +202,11 @@ def test_the_shipped_configuration_loads_without_warnings(tmp_path):
 
 
 def test_the_swarm_labels_strip_the_same_headers_as_dynamic_yml():
-    labels = dict(re.findall(r"- traefik\.http\.middlewares\.nlp-auth\.forwardauth\.(\w+)=(.*)", (SHIPPED / "stack.yml").read_text()))
+    labels = dict(
+        re.findall(
+            r"- traefik\.http\.middlewares\.nlp-auth\.forwardauth\.(\w+)=(.*)", (SHIPPED / "stack.yml").read_text()
+        )
+    )
     dynamic = (SHIPPED / "dynamic.yml").read_text()
     assert labels["authResponseHeaders"].split(",") == re.findall(r'^ +- "(X-[\w-]+)"$', dynamic, re.MULTILINE)
     regex = re.search(r'^ +authResponseHeadersRegex: "(.+)"$', dynamic, re.MULTILINE)[1]

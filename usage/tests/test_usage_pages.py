@@ -2,14 +2,13 @@
 
 import csv
 import io
-from datetime import timedelta
 
 import pytest
 from django.urls import reverse
 from django.utils import timezone
 
 from billing.models import Plan
-from conftest import HTMX
+from tests.helpers import HTMX
 from usage.models import ApiCall, Quantity
 from usage.recorder import UsageRecorder
 
@@ -35,7 +34,9 @@ def test_the_usage_page_shows_charts_table_and_quotas(customer_client, calls):
     assert "/v1/secret/endpoint" not in html  # another customer's calls
     assert "6 calls in all" in html and "120 words in all" in html and "800 characters in all" in html
     assert "/v1/en/summarization: 1 calls</title></rect>" in html  # values on hover
-    assert "Last 24 hours" in html and "3 of 1,000 calls" in html  # Free plan; allowed: 2 now (1 refused), 1 an hour ago
+    assert (
+        "Last 24 hours" in html and "3 of 1,000 calls" in html
+    )  # Free plan; allowed: 2 now (1 refused), 1 an hour ago
 
 
 def test_each_range_has_its_granularity(customer_client, calls):
@@ -90,7 +91,9 @@ FORMULAS = ['=HYPERLINK("evil.example","x")', "+1+1", "-1+1", "@SUM(A1)", "\t=1+
 def test_csv_cells_that_would_run_as_formulas_are_exported_as_text(request, customer, who):
     now = timezone.now()
     for i, endpoint in enumerate([*FORMULAS, "/v1/en/x-y"]):
-        ApiCall.objects.create(time=now, account_id=customer.pk, endpoint=endpoint, method="POST", status=200, request_id=f"f{i}")
+        ApiCall.objects.create(
+            time=now, account_id=customer.pk, endpoint=endpoint, method="POST", status=200, request_id=f"f{i}"
+        )
     client = request.getfixturevalue(f"{who}_client")
     url = reverse("usage_csv") if who == "customer" else reverse("customer_usage_csv", args=[customer.pk])
     rows = list(csv.DictReader(io.StringIO(client.get(url, {"range": "24h"}).content.decode())))

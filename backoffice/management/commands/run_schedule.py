@@ -47,7 +47,7 @@ class Schedule:
 
     def __init__(self, jobs: list[Job], now: float):
         self.jobs = jobs
-        self.due = {job: now for job in jobs}
+        self.due = dict.fromkeys(jobs, now)
         self.running: dict[Job, tuple[subprocess.Popen, float]] = {}
 
     def run_due(self, now: float) -> float:
@@ -56,7 +56,9 @@ class Schedule:
             if process.poll() is not None:
                 del self.running[job]
                 level = logging.INFO if process.returncode == 0 else logging.ERROR
-                log.log(level, "%s finished: exit status %s after %.0f s", job.command, process.returncode, now - started)
+                log.log(
+                    level, "%s finished: exit status %s after %.0f s", job.command, process.returncode, now - started
+                )
         for job in self.jobs:
             if now < self.due[job]:
                 continue
@@ -85,7 +87,9 @@ class Schedule:
 
 
 class Command(BaseCommand):
-    help = f"Run the periodic jobs until SIGTERM ({PLAN}); each once at start, then once per interval, in its own process."
+    help = (
+        f"Run the periodic jobs until SIGTERM ({PLAN}); each once at start, then once per interval, in its own process."
+    )
 
     def handle(self, *args, **options):
         self.stopping = False

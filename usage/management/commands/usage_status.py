@@ -24,11 +24,17 @@ class Command(BaseCommand):
         events, hourly, daily, oldest, quantities = store_counts().rows()[0].values()
         with connection.cursor() as cursor:
             self.stdout.write(f"Usage store: {mode}")
-            self.stdout.write(f"  raw events: {events:,} (oldest {oldest or '-'}); hourly rows: {hourly:,}; daily rows: {daily:,}")
+            self.stdout.write(
+                f"  raw events: {events:,} (oldest {oldest or '-'}); hourly rows: {hourly:,}; daily rows: {daily:,}"
+            )
             self.stdout.write(f"  quantities waiting for their event: {quantities:,}")
-            self.stdout.write(f"  dead letters (events the database refused; see admin): {DeadLetter.objects.count():,}")
+            self.stdout.write(
+                f"  dead letters (events the database refused; see admin): {DeadLetter.objects.count():,}"
+            )
             for path, header in recorder.foreign_journals():
-                self.stdout.write(f"  journal meant for another database, kept, not replayed: {path} {header or '(unmarked)'}")
+                self.stdout.write(
+                    f"  journal meant for another database, kept, not replayed: {path} {header or '(unmarked)'}"
+                )
             if mode == "timescaledb":
                 cursor.execute(TIMESCALEDB_JOBS)
                 self.stdout.write("  policies (job, kind, relation, every, enabled, last run, last success, failures):")

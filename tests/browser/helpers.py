@@ -1,0 +1,56 @@
+"""Helpers of the browser tests (fixtures stay in conftest.py)."""
+
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from django.conf import settings
+from playwright.sync_api import expect
+
+from tests.helpers import PASSWORD
+
+SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR", settings.BASE_DIR / "test-artifacts" / "screenshots"))
+
+
+def sign_up(page, email="ada@example.com"):
+    page.goto("/signup/")
+    page.get_by_label("E-mail address").fill(email)
+    page.get_by_label("Password:", exact=True).fill(PASSWORD)
+    page.get_by_label("Password confirmation").fill(PASSWORD)
+    page.get_by_role("button", name="Sign up").click()
+    expect(page).to_have_url("/tokens/")
+
+
+def call_api(base_url: str, secret: str, uri: str, plan: str | None = None) -> dict:
+    """One API call as Traefik would check it, then the upstream's release of its concurrency lease.
+
+    Token and plan changes reach the forward-auth snapshot within FORWARD_AUTH_REFRESH_SECONDS:
+    retry meanwhile (a 401 for a new token, the old plan for a changed one). Returns the identity headers.
+    """
+    request = urllib.request.Request(
+        f"{base_url}/forward-auth", headers={"Authorization": f"Bearer {secret}", "X-Forwarded-Uri": uri}
+    )
+    for _ in range(50):
+        try:
+            with urllib.request.urlopen(request) as response:
+                headers = dict(response.headers)
+            release = urllib.request.Request(
+                f"{base_url}/forward-auth/release", method="POST", headers={"X-Lease-Id": headers["X-Lease-Id"]}
+            )
+            assert urllib.request.urlopen(release).status == 204
+            if plan is None or headers["X-Plan"] == plan:
+                return headers
+        except urllib.error.HTTPError as error:
+            assert error.code == 401, error.code
+        time.sleep(0.1)
+    raise AssertionError(f"no answer with the expected token and plan {plan} within 5 s")
+
+
+def log_in(page, email):
+    page.goto("/login/")
+    page.get_by_label("E-mail address").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url("/")
