@@ -62,25 +62,25 @@ def _bad_range(request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "error.html", {"title": "Bad request", "message": message}, status=400)
 
 
-def _usage_page(request: HttpRequest, customer: User) -> HttpResponse:
+def _usage_page(request: HttpRequest, account: User) -> HttpResponse:
     range_ = _range(request)
     if range_ is None:
         return _bad_range(request)
     now = timezone.now()
     context = {
-        "customer": customer,
-        "report": UsageReport(range_, now, customer.pk),
+        "account": account,
+        "report": UsageReport(range_, now, account.pk),
         "ranges": RANGES.values(),
-        "quotas": quotas(customer, now),
+        "quotas": quotas(account, now),
     }
     return TemplateResponse(request, "usage/usage.html", context)
 
 
-def _usage_csv(request: HttpRequest, customer: User) -> HttpResponse:
+def _usage_csv(request: HttpRequest, account: User) -> HttpResponse:
     range_ = _range(request)
     if range_ is None:
         return HttpResponse(f"Unknown range; use one of {', '.join(RANGES)}.", status=400, content_type="text/plain")
-    report = UsageReport(range_, timezone.now(), customer.pk)
+    report = UsageReport(range_, timezone.now(), account.pk)
     response = HttpResponse(content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="usage-{range_.key}.csv"'
     writer = csv.writer(response)
