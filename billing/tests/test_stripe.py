@@ -331,7 +331,25 @@ def test_the_billing_page_shows_the_cached_invoices(customer_client, stripe_serv
     subscribe(stripe_customer, "price_pro_monthly")
     sync(stripe_customer)
     html = customer_client.get(reverse("billing")).content.decode()
-    assert "199.00 USD" in html and "Invoices" in html and "Your plan: Pro" in html
+    assert "Invoices" in html and "Your plan: Pro" in html
+    invoice = Customer.objects.get(pk=stripe_customer.pk).stripe_invoices[0]
+    row = html[html.index(f"<td>{invoice.get('number') or invoice['id']}</td>") :].split("</tr>")[0]
+    assert "199.00" in row and "<td>USD</td>" in row and "<td>Paid</td>" in row
+    # localstripe's invoices have no hosted page: the row says where to find it instead of a dead link
+    assert invoice.get("hosted_invoice_url") is None and "In the portal" in row and "<a " not in row
+
+
+def test_an_invoice_with_a_hosted_page_links_to_it(customer_client, stripe_server, customer):
+    stripe_customer = ensure_stripe_customer(customer)
+    subscribe(stripe_customer, "price_starter_monthly")
+    sync(stripe_customer)
+    invoices = stripe_customer.stripe_invoices
+    invoices[0]["hosted_invoice_url"] = "https://invoice.stripe.com/i/acct_1/test_1"  # as Stripe returns it
+    invoices[0]["status"] = "open"
+    Customer.objects.filter(pk=stripe_customer.pk).update(stripe_invoices=invoices)
+    html = customer_client.get(reverse("billing")).content.decode()
+    assert '<a href="https://invoice.stripe.com/i/acct_1/test_1" rel="noopener">View or pay' in html
+    assert "<td>Due</td>" in html and "29.00" in html
 
 
 # Metered usage.
