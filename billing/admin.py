@@ -123,11 +123,11 @@ class WebhookEventAdmin(admin.ModelAdmin):
 
 @admin.register(MeterReport)
 class MeterReportAdmin(admin.ModelAdmin):
-    list_display = ["customer", "hour", "words", "reported_at", "identifier"]
+    list_display = ["customer", "hour", "sequence", "words", "reported_at", "identifier"]
     list_filter = ["reported_at"]
     search_fields = ["customer__user__email", "identifier"]
     list_select_related = ["customer__user"]
-    readonly_fields = ["customer", "hour", "words", "identifier", "reported_at"]
+    readonly_fields = ["customer", "hour", "sequence", "words", "dated", "identifier", "reported_at"]
 
     def has_add_permission(self, request):
         return False

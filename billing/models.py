@@ -185,17 +185,28 @@ class WebhookEvent(models.Model):
 
 
 class MeterReport(models.Model):
-    """Words of one customer in one hour, as reported to Stripe (pay-as-you-go)."""
+    """Words of one customer in one hour, as reported to Stripe (pay-as-you-go): the hour's first
+    report (sequence 0), then one per later report that found the hour's words grown (late
+    quantities), each carrying the difference."""
 
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="meter_reports")
     hour = models.DateTimeField()
-    words = models.PositiveBigIntegerField()
+    sequence = models.PositiveIntegerField(default=0, help_text="0: the hour's first report; n: its n-th late delta.")
+    words = models.PositiveBigIntegerField(help_text="The words this report adds to the hour's.")
+    dated = models.DateTimeField(
+        null=True, blank=True, help_text="The meter event's timestamp: the hour, or the period's start if it is over."
+    )
     identifier = models.CharField(max_length=200, unique=True, help_text="Stripe deduplicates meter events on it.")
     reported_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["-hour"]
-        constraints = [models.UniqueConstraint(fields=["customer", "hour"], name="one_report_per_customer_hour")]
+        ordering = ["-hour", "-sequence"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "hour", "sequence"], name="one_report_per_customer_hour_sequence"
+            )
+        ]
 
     def __str__(self) -> str:
-        return f"{self.customer.user} {self.hour:%Y-%m-%d %H:00} {self.words} words"
+        late = f" (late, #{self.sequence})" if self.sequence else ""
+        return f"{self.customer.user} {self.hour:%Y-%m-%d %H:00} {self.words} words{late}"

@@ -393,6 +393,80 @@ def test_a_metered_report_run_twice_bills_each_hour_once(stripe_server, customer
     assert len(stripe_server.meter_events) == 2 and stripe_server.meter_event_posts == 4
 
 
+def pay_as_you_go(customer, since: timedelta) -> Customer:
+    """The customer on pay-as-you-go at Stripe since `since` ago (its period and metered words start then)."""
+    stripe_customer = ensure_stripe_customer(customer)
+    subscribe(stripe_customer, "price_payg_words")
+    sync(stripe_customer)
+    Customer.objects.filter(pk=stripe_customer.pk).update(
+        metered_since=timezone.now() - since, current_period_start=timezone.now() - since
+    )
+    stripe_customer.refresh_from_db()
+    return stripe_customer
+
+
+def generation_call(recorder: UsageRecorder, moment, account: int, request_id: str) -> None:
+    recorder.record((moment.timestamp(), account, None, "/v1/en/generation", "POST", 200, request_id, False))
+
+
+def test_words_arriving_after_their_hour_was_reported_are_billed_once_as_a_delta(
+    stripe_server, customer, tmp_path, usage_store
+):
+    stripe_customer = pay_as_you_go(customer, timedelta(hours=3))
+    now = timezone.now()
+    hour = (now - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+    recorder = UsageRecorder(journal_dir=tmp_path)
+    for request_id in ("on-time", "late", "later"):
+        generation_call(recorder, hour + timedelta(minutes=5), customer.pk, request_id)
+    Quantity.objects.create(request_id="on-time", words=100, characters=1)
+    assert recorder.flush()
+    assert report_words(now) == 1
+
+    Quantity.objects.create(request_id="late", words=40, characters=1)  # after the hour was reported
+    assert recorder.flush()
+    assert report_words(now) == 1
+    assert report_words(now) == 0  # a second run finds nothing new
+    Quantity.objects.create(request_id="later", words=2, characters=1)
+    assert recorder.flush()
+    assert report_words(now) == 1
+
+    first = f"words-{stripe_customer.stripe_id}-{hour:%Y%m%dT%H}"
+    events = stripe_server.meter_events
+    assert {identifier: int(e["value"]) for identifier, e in events.items()} == {
+        first: 100,
+        f"{first}-1": 40,
+        f"{first}-2": 2,
+    }
+    assert {e["timestamp"] for e in events.values()} == {int(hour.timestamp())}
+    assert stripe_server.meter_event_posts == 3
+
+    MeterReport.objects.filter(sequence=2).update(reported_at=None)  # a crash after sending: re-sent, not re-billed
+    assert report_words(now) == 1
+    assert len(events) == 3 and sum(int(e["value"]) for e in events.values()) == 142
+
+
+def test_late_words_of_an_hour_before_the_current_period_are_dated_in_the_current_one(
+    stripe_server, customer, tmp_path, usage_store
+):
+    stripe_customer = pay_as_you_go(customer, timedelta(hours=4))
+    now = timezone.now()
+    hour = (now - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    recorder = UsageRecorder(journal_dir=tmp_path)
+    generation_call(recorder, hour, customer.pk, "on-time")
+    generation_call(recorder, hour, customer.pk, "late")
+    Quantity.objects.create(request_id="on-time", words=10, characters=1)
+    assert recorder.flush()
+    assert report_words(now) == 1
+
+    period_start = hour + timedelta(hours=1)  # the period that hour belonged to ended since: its invoice is final
+    Customer.objects.filter(pk=stripe_customer.pk).update(current_period_start=period_start)
+    Quantity.objects.create(request_id="late", words=7, characters=1)
+    assert recorder.flush()
+    assert report_words(now) == 1
+    late = stripe_server.meter_events[f"words-{stripe_customer.stripe_id}-{hour:%Y%m%dT%H}-1"]
+    assert int(late["value"]) == 7 and late["timestamp"] == int(period_start.timestamp())
+
+
 def test_webhooks_are_refused_while_no_signing_secret_is_configured(client, db, stripe_server, settings):
     settings.STRIPE_WEBHOOK_SECRET = ""
     response = client.post(
