@@ -34,4 +34,8 @@ def running(args: list[str], port: int, env: dict[str, str] | None = None, cwd: 
         yield process
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # hung while stopping: never leave it holding ports and connections
+            process.kill()
+            process.wait()
