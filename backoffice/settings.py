@@ -226,6 +226,10 @@ STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "")
 STRIPE_METER_EVENT_NAME = env("STRIPE_METER_EVENT_NAME", "words_generated")
 # The API version our code reads Stripe's objects in; upgrading the library does not change it.
 STRIPE_API_VERSION = "2026-10-28.endive"
+# Days a past_due subscription keeps its paid plan after its payment failed; 0: the Free plan at once.
+FAILED_PAYMENT_GRACE_DAYS = env_int("FAILED_PAYMENT_GRACE_DAYS", 0)
+if FAILED_PAYMENT_GRACE_DAYS < 0:
+    raise ImproperlyConfigured("FAILED_PAYMENT_GRACE_DAYS must be 0 or more.")
 
 AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [

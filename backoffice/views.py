@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accounts.forms import SignupForm
 from billing.customers import start_billing
-from billing.models import Plan
+from billing.models import Customer, Plan
 from usage.charts import quotas
 from usage.queries import allowed_and_refused, recent_refusals
 
@@ -24,6 +24,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     context = {
         "plan": Plan.objects.of(request.user),
+        "customer": Customer.objects.filter(user=request.user).first(),
         "quotas": quotas(request.user, now),
         "today": allowed_and_refused(request.user.pk, midnight).rows()[0],
         "refusals": recent_refusals(request.user.pk, now - timedelta(days=7)).rows(),

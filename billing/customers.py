@@ -7,13 +7,12 @@ order can never leave an older state behind.
 """
 
 import logging
-from datetime import UTC, datetime
 
 import stripe
 from django.db import transaction
 from django.utils import timezone
 
-from billing.models import PAYING_STATUSES, Customer, Plan
+from billing.models import PAYING_STATUSES, Customer, Plan, moment, period_of
 from billing.stripe_client import enabled
 
 log = logging.getLogger(__name__)
@@ -100,17 +99,24 @@ def upcoming_invoice(customer: Customer) -> dict | None:
 
 
 def apply_subscription(customer: Customer) -> None:
-    """The plan and billing period the cached subscription grants; Free when it grants none."""
+    """The plan and billing period the cached subscription grants; Free when it grants none.
+
+    A past_due subscription keeps its plan for FAILED_PAYMENT_GRACE_DAYS after the
+    payment failed (0: not at all); reconciliation re-applies this every 15 minutes,
+    so the grace ends then even if Stripe sends nothing.
+    """
     subscription = customer.stripe_subscription
     plan = (
         Plan.objects.filter(stripe_price_id=price_of(subscription), stripe_price_id__gt="").first()
         if subscription
         else None
     )
-    if subscription and subscription.get("status") in PAYING_STATUSES and plan:
+    grace_until = customer.payment_grace_until
+    granted = customer.is_paying or (grace_until is not None and timezone.now() < grace_until)
+    if granted and plan:
         customer.current_period_start = moment(period_of(subscription, "start"))
         customer.current_period_end = moment(period_of(subscription, "end"))
-    else:  # past_due, unpaid, canceled, incomplete or none
+    else:  # past_due (past the grace), unpaid, canceled, incomplete or none
         plan = Plan.objects.default()
         customer.current_period_start = customer.current_period_end = None
     if not plan.metered:
@@ -126,16 +132,6 @@ def price_of(subscription: dict) -> str | None:
         return None
     item = items[0]
     return (item.get("price") or {}).get("id") or (item.get("plan") or {}).get("id")
-
-
-def period_of(subscription: dict, edge: str) -> int | None:
-    """The current period's start or end: on the subscription (older API versions) or its item (newer)."""
-    items = (subscription.get("items") or {}).get("data") or [{}]
-    return subscription.get(f"current_period_{edge}") or items[0].get(f"current_period_{edge}")
-
-
-def moment(timestamp: int | None) -> datetime | None:
-    return datetime.fromtimestamp(timestamp, UTC) if timestamp else None
 
 
 def customer_id_of(obj: dict) -> str | None:

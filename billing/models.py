@@ -163,8 +163,53 @@ class Customer(models.Model):
     def is_paying(self) -> bool:
         return self.subscription_status in PAYING_STATUSES
 
+    @property
+    def payment_failed_since(self) -> datetime | None:
+        """While the subscription is past_due or unpaid: when the payment still owed first failed.
+
+        Stripe's subscription does not say when it became past_due; its oldest open
+        invoice does: a subscription invoice is charged when it is finalized, so that
+        moment is the failure the customer has not fixed (a later invoice failing too
+        does not restart the clock). Without one in the cache (only the 12 newest are
+        kept), the start of the subscription's current period, when its invoice was made.
+        """
+        subscription = self.stripe_subscription or {}
+        if subscription.get("status") not in FAILED_PAYMENT_STATUSES:
+            return None
+        owed = [
+            (invoice.get("status_transitions") or {}).get("finalized_at") or invoice.get("created")
+            for invoice in self.stripe_invoices
+            if invoice.get("status") == "open" and subscription_of(invoice) == subscription.get("id")
+        ]
+        return moment(min(filter(None, owed), default=None) or period_of(subscription, "start"))
+
+    @property
+    def payment_grace_until(self) -> datetime | None:
+        """While past_due: until when the paid plan stays (FAILED_PAYMENT_GRACE_DAYS); None without a grace."""
+        since = self.payment_failed_since
+        if since is None or self.subscription_status != "past_due" or not settings.FAILED_PAYMENT_GRACE_DAYS:
+            return None
+        return since + timedelta(days=settings.FAILED_PAYMENT_GRACE_DAYS)
+
 
 PAYING_STATUSES = ("active", "trialing")
+FAILED_PAYMENT_STATUSES = ("past_due", "unpaid")  # Stripe retries past_due payments; unpaid is after the last retry
+
+
+def period_of(subscription: dict, edge: str) -> int | None:
+    """The current period's start or end: on the subscription (older API versions) or its item (newer)."""
+    items = (subscription.get("items") or {}).get("data") or [{}]
+    return subscription.get(f"current_period_{edge}") or items[0].get(f"current_period_{edge}")
+
+
+def subscription_of(invoice: dict) -> str | None:
+    """The invoice's subscription: a field of its own in older API versions, under `parent` in newer ones."""
+    details = (invoice.get("parent") or {}).get("subscription_details") or {}
+    return invoice.get("subscription") or details.get("subscription")
+
+
+def moment(timestamp: int | None) -> datetime | None:
+    return datetime.fromtimestamp(timestamp, UTC) if timestamp else None
 
 
 class WebhookEvent(models.Model):
