@@ -88,8 +88,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_filter = [ActiveFilter, "created", "last_used"]
     search_fields = ["name", "prefix", "user__email"]
     list_select_related = ["user"]
-    fields = ["user", "name", "prefix", "created", "last_used", "revoked_at"]
-    readonly_fields = ["user", "prefix", "created", "last_used"]
+    # The restrictions are the customer's, set and validated on their Tokens page: shown here, not edited.
+    restrictions = ["allowed_endpoints", "allowed_networks", "expires_on", "per_minute"]
+    fields = ["user", "name", "prefix", "created", "last_used", "revoked_at", *restrictions]
+    readonly_fields = ["user", "prefix", "created", "last_used", *restrictions]
     actions = [revoke_tokens]
     date_hierarchy = "created"
 

@@ -1,4 +1,5 @@
 import ipaddress
+import re
 from contextlib import suppress
 
 from django import forms
@@ -7,8 +8,9 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
 from django.core.cache import cache
+from django.utils import timezone
 
-from accounts.models import ApiToken, SupportMessage, User
+from accounts.models import ApiToken, SupportMessage, User, endpoint_pattern, network
 from core.proxy import client_ip
 
 
@@ -109,10 +111,80 @@ class StaffAuthenticationForm(LoginThrottleMixin, AdminAuthenticationForm):
     """Django admin's login form, under the same throttle (and counters) as /login/."""
 
 
-class TokenForm(forms.ModelForm):
+class ListField(forms.CharField):
+    """A list written on one line, its items separated by commas or spaces."""
+
+    def prepare_value(self, value):
+        return ", ".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value) -> list[str]:
+        return [item for item in re.split(r"[\s,]+", value or "") if item]
+
+    def run_validators(self, value):
+        pass  # each item is validated by the form's clean_<field>, naming the item at fault
+
+
+class TokenRestrictionsForm(forms.ModelForm):
+    """A token's restrictions (forward-auth checks them on every call): on creation, and editable later."""
+
+    allowed_endpoints = ListField(
+        required=False,
+        label="Allowed endpoints",
+        help_text=ApiToken._meta.get_field("allowed_endpoints").help_text,
+        widget=forms.TextInput(attrs={"placeholder": "/v1/*/entities, /v1/en/summarization"}),
+    )
+    allowed_networks = ListField(
+        required=False,
+        label="Allowed client networks",
+        help_text=ApiToken._meta.get_field("allowed_networks").help_text,
+        widget=forms.TextInput(attrs={"placeholder": "203.0.113.0/24, 2001:db8::/32"}),
+    )
+    per_minute = forms.IntegerField(
+        required=False,
+        min_value=1,  # the model field's form field would say "0 or more" to a negative number
+        label="Calls per minute",
+        help_text=ApiToken._meta.get_field("per_minute").help_text,
+    )
+
     class Meta:
         model = ApiToken
-        fields = ["name"]
+        fields = ["allowed_endpoints", "allowed_networks", "expires_on", "per_minute"]
+        labels = {"expires_on": "Expires after"}
+        widgets = {"expires_on": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")}
+
+    def clean_allowed_endpoints(self) -> list[str]:
+        patterns = self.cleaned_data["allowed_endpoints"]
+        for pattern in patterns:
+            if "**" in pattern:
+                raise forms.ValidationError(f"“{pattern}”: use one * per path segment.")
+            try:
+                endpoint_pattern(pattern)
+            except forms.ValidationError as error:
+                raise forms.ValidationError(f"“{pattern}” is not an endpoint. {error.messages[0]}") from None
+        return list(dict.fromkeys(patterns))
+
+    def clean_allowed_networks(self) -> list[str]:
+        networks = []
+        for value in self.cleaned_data["allowed_networks"]:
+            try:
+                networks.append(str(network(value)))  # normal form: 203.0.113.7/24 is 203.0.113.0/24
+            except ValueError:
+                raise forms.ValidationError(
+                    f"“{value}” is not a network: write it like 203.0.113.0/24, 2001:db8::/32 or one address."
+                ) from None
+        return list(dict.fromkeys(networks))
+
+    def clean_expires_on(self):
+        expires_on = self.cleaned_data["expires_on"]
+        # Checked when set or changed: a token that expired may still get its other restrictions edited.
+        if expires_on and "expires_on" in self.changed_data and expires_on < timezone.now().date():
+            raise forms.ValidationError("The expiry date is in the past: pick today or a later day.")
+        return expires_on
+
+
+class TokenForm(TokenRestrictionsForm):
+    class Meta(TokenRestrictionsForm.Meta):
+        fields = ["name", *TokenRestrictionsForm.Meta.fields]
         help_texts = {"name": "What the token is for, e.g. “production server”."}
 
 

@@ -1,11 +1,16 @@
 import hashlib
 import hmac
+import ipaddress
+import re
 import secrets
 import string
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.models import UserManager as BaseUserManager
+from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -81,6 +86,21 @@ def token_matches(token: str, digest: bytes, key: bytes | None = None) -> bool:
     return hmac.compare_digest(digest, token_digest(token, key))
 
 
+endpoint_pattern = RegexValidator(
+    r"^/[A-Za-z0-9._~\-/*]*$", "A path such as /v1/*/summarization: letters, digits, / . _ ~ - and * for one segment."
+)
+
+
+def pattern_regex(pattern: str) -> re.Pattern:
+    """An endpoint pattern's regex: `*` matches one path segment; the pattern matches the whole path (no query)."""
+    return re.compile("".join("[^/]+" if part == "*" else re.escape(part) for part in re.split(r"(\*)", pattern)) + "$")
+
+
+def network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A client network as written (`203.0.113.0/24`, `2001:db8::/32`, or one address); ValueError if malformed."""
+    return ipaddress.ip_network(value.strip(), strict=False)
+
+
 class ApiTokenQuerySet(models.QuerySet):
     def active(self):
         return self.filter(revoked_at__isnull=True)
@@ -101,6 +121,30 @@ class ApiToken(models.Model):
     created = models.DateTimeField(default=timezone.now, editable=False)
     last_used = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Restrictions, checked by forward-auth on top of the plan (README, "Token restrictions"); watched
+    # by the change feed's trigger (usage migration 0007).
+    allowed_endpoints = ArrayField(
+        models.CharField(max_length=200, validators=[endpoint_pattern]),
+        default=list,
+        blank=True,
+        help_text="Only these endpoints, e.g. /v1/*/entities (* = one path segment). Empty: every endpoint.",
+    )
+    allowed_networks = ArrayField(
+        models.CharField(max_length=49),
+        default=list,
+        blank=True,
+        help_text="Only calls from these client networks, e.g. 203.0.113.0/24 or 2001:db8::/32. Empty: any.",
+    )
+    expires_on = models.DateField(
+        null=True, blank=True, help_text="Last day the token works (UTC); refused from the day after. Empty: never."
+    )
+    per_minute = models.PositiveIntegerField(
+        "calls per minute",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="A limit for this token alone, on top of your plan's. Empty: the plan's only.",
+    )
 
     objects = ApiTokenQuerySet.as_manager()
 
@@ -114,10 +158,23 @@ class ApiToken(models.Model):
     def is_active(self) -> bool:
         return self.revoked_at is None
 
+    @property
+    def is_restricted(self) -> bool:
+        return bool(self.allowed_endpoints or self.allowed_networks or self.expires_on or self.per_minute)
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_on is not None and self.expires_on < timezone.now().date()
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """The instant the token stops working: the start of the day after its last day (UTC)."""
+        return expiry_instant(self.expires_on) if self.expires_on else None
+
     @classmethod
-    def issue(cls, user, name: str) -> tuple["ApiToken", str]:
-        """Create a token; returns it with its secret, which is never stored."""
-        token = cls(user=user, name=name)
+    def issue(cls, user, name: str, **restrictions) -> tuple["ApiToken", str]:
+        """Create a token (with any restrictions); returns it with its secret, which is never stored."""
+        token = cls(user=user, name=name, **restrictions)
         secret = token._new_secret()
         token.save()
         return token, secret
@@ -141,6 +198,10 @@ class ApiToken(models.Model):
         secret = f"{self.prefix}_{secrets.token_urlsafe(SECRET_BYTES)}"
         self.digest = token_digest(secret).hex()
         return secret
+
+
+def expiry_instant(last_day: date) -> datetime:
+    return datetime.combine(last_day + timedelta(days=1), time(), UTC)
 
 
 class SupportMessage(models.Model):

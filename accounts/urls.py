@@ -30,4 +30,5 @@ urlpatterns = [
     path("tokens/", views.tokens, name="tokens"),
     path("tokens/<int:token_id>/rotate/", views.rotate_token, name="rotate_token"),
     path("tokens/<int:token_id>/revoke/", views.revoke_token, name="revoke_token"),
+    path("tokens/<int:token_id>/restrictions/", views.token_restrictions, name="token_restrictions"),
 ]

@@ -8,7 +8,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from accounts.forms import SupportForm, TokenForm
+from accounts.forms import SupportForm, TokenForm, TokenRestrictionsForm
 from accounts.models import ApiToken, SupportMessage, User
 
 
@@ -21,7 +21,7 @@ def account(request: HttpRequest) -> HttpResponse:
 def tokens(request: HttpRequest) -> HttpResponse:
     form = TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        token, secret = ApiToken.issue(request.user, form.cleaned_data["name"])
+        token, secret = ApiToken.issue(request.user, **form.cleaned_data)
         return _tokens_page(request, TokenForm(), issued=(token, secret))
     return _tokens_page(request, form)
 
@@ -31,6 +31,17 @@ def tokens(request: HttpRequest) -> HttpResponse:
 def rotate_token(request: HttpRequest, token_id: int) -> HttpResponse:
     token = _get_token(request, token_id)
     return _tokens_page(request, TokenForm(), issued=(token, token.rotate()))
+
+
+@login_required
+def token_restrictions(request: HttpRequest, token_id: int) -> HttpResponse:
+    token = _get_token(request, token_id)
+    form = TokenRestrictionsForm(request.POST or None, instance=token)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, f"Restrictions of “{token.name}” saved. Calls obey them within seconds.")
+        return redirect("tokens")
+    return TemplateResponse(request, "accounts/token_restrictions.html", {"form": form, "token": token})
 
 
 @login_required

@@ -21,6 +21,7 @@ one) and returns an `Answer`, so the Django view and the lean WSGI entry point
 (usage/wsgi.py) share every line of the decision.
 """
 
+import ipaddress
 import itertools
 import logging
 import math
@@ -40,7 +41,15 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection
 
-from accounts.models import ApiToken, token_hash_key, token_matches, token_prefix
+from accounts.models import (
+    ApiToken,
+    expiry_instant,
+    network,
+    pattern_regex,
+    token_hash_key,
+    token_matches,
+    token_prefix,
+)
 from billing.models import Plan, Window, calendar_month
 from core.problems import CONTENT_TYPE, problem_body
 from usage.limiter import Limit, MemoryCounters, RedisCounters, Verdict
@@ -52,6 +61,7 @@ STATUS_LINES = {
     200: "200 OK",
     204: "204 No Content",
     401: "401 Unauthorized",
+    403: "403 Forbidden",
     404: "404 Not Found",
     405: "405 Method Not Allowed",
     429: "429 Too Many Requests",
@@ -122,6 +132,100 @@ class PlanRules:
         return self.limits + tuple(matched) if matched else self.limits
 
 
+def forwarded_client(environ: dict, hops: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The API client's address, from the X-Forwarded-For the gateway sent with the call; None if it is not there.
+
+    The rule of core/proxy.py's client_ip: each proxy appends the address it was connected from,
+    so with N trusted proxies the client is the Nth entry from the right, and anything further
+    left was written by the client. Traefik builds the X-Forwarded-For of its forward-auth request
+    that way: its own peer's address (trustForwardHeader: false, as shipped), or, trusting the
+    proxies in front of it, their chain followed by its peer's. So the chain we receive is the one
+    an upstream behind the same proxies gets, and TRUSTED_PROXY_COUNT applies as it is. Two
+    differences from client_ip: at least one hop is counted, since the gateway is always a proxy
+    here (forward-auth is only called by it, and it always writes the header) even where the pages
+    are served with no proxy in front (TRUSTED_PROXY_COUNT=0); and there is no fallback to
+    REMOTE_ADDR, which is the gateway's own address, never the client's: no usable entry is None,
+    and a token restricted to networks is then refused.
+    """
+    forwarded = environ.get("HTTP_X_FORWARDED_FOR", "").split(",")
+    if len(forwarded) < hops:
+        return None
+    try:
+        address = ipaddress.ip_address(forwarded[-hops].strip())
+    except ValueError:
+        return None
+    return address.ipv4_mapped or address if address.version == 6 else address  # ::ffff:a.b.c.d is IPv4
+
+
+def not_allowed(title: str, detail: str, restriction: str) -> Answer:
+    return problem(403, title, detail, restriction=restriction)
+
+
+@dataclass(frozen=True, slots=True)
+class Restrictions:
+    """A token's own restrictions (accounts.ApiToken), checked after its secret and before the plan's limits.
+
+    None for each one the token does not set; a token with none has no Restrictions at all, so
+    it costs the decision one attribute check.
+    """
+
+    expires_at: float | None
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None
+    endpoints: tuple[str, ...] | None  # the allowed patterns, as written
+    endpoint_matches: tuple[Callable, ...]
+    limits: tuple[Limit, ...]  # the token's own limits, counted with the plan's in the same take
+
+    @classmethod
+    def of(cls, token_id: int, endpoints, networks, expires_on, per_minute) -> "Restrictions | None":
+        if not (endpoints or networks or expires_on or per_minute):
+            return None
+        return cls(
+            expires_at=expiry_instant(expires_on).timestamp() if expires_on else None,
+            # A value that is no network (written past the form) matches nothing: it never opens the token.
+            networks=tuple(parsed for parsed in map(parsed_network, networks) if parsed) if networks else None,
+            endpoints=tuple(endpoints) if endpoints else None,
+            endpoint_matches=tuple(pattern_regex(pattern).match for pattern in endpoints or ()),
+            # Counted per token, in the account's counters: the token's id is in the counter's name.
+            limits=(Limit(f"token-{token_id}-minute", Window.MINUTE, per_minute, "for this token per minute"),)
+            if per_minute
+            else (),
+        )
+
+    def refusal(self, environ: dict, endpoint: str, now: float, hops: int) -> Answer | None:
+        """The answer refusing this call, naming the restriction; None if the restrictions allow it."""
+        if self.expires_at is not None and now >= self.expires_at:
+            last_day = datetime.fromtimestamp(self.expires_at - 1, UTC).date()
+            return problem(
+                401,
+                "Token expired",
+                f"This API token expired at the end of {last_day} (UTC). Create a new one on the Tokens page.",
+                [("WWW-Authenticate", 'Bearer realm="api", error="invalid_token"')],
+                restriction="expiry",
+            )
+        if self.networks is not None:
+            client = forwarded_client(environ, hops)
+            if client is None or not any(client in allowed for allowed in self.networks):
+                return not_allowed(
+                    "Client network not allowed",
+                    f"This API token accepts calls only from its allowed networks, not from {client or 'an unknown address'}.",
+                    "networks",
+                )
+        if self.endpoints is not None and not any(matches(endpoint) for matches in self.endpoint_matches):
+            return not_allowed(
+                "Endpoint not allowed for this token",
+                f"This API token may call only {', '.join(self.endpoints)}.",
+                "endpoints",
+            )
+        return None
+
+
+def parsed_network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return network(value)
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class Credential:
     digest: bytes
@@ -130,6 +234,7 @@ class Credential:
     plan_id: int | None  # None (no customer row yet): the default plan
     period: tuple[float, float] | None  # the customer's billing period, as timestamps
     identity: tuple[tuple[str, str], ...]  # headers for the upstream (X-Plan is added from the plan)
+    restrictions: Restrictions | None = None  # the token's own, if it has any
 
 
 def load_plans() -> tuple[dict[int, PlanRules], PlanRules | None]:
@@ -151,12 +256,16 @@ def load_credential(prefix: str) -> Credential | None:
             "user__customer__plan_id",
             "user__customer__current_period_start",
             "user__customer__current_period_end",
+            "allowed_endpoints",
+            "allowed_networks",
+            "expires_on",
+            "per_minute",
         )
         .first()
     )
     if row is None:
         return None
-    digest, token_id, user_id, plan_id, period_start, period_end = row
+    digest, token_id, user_id, plan_id, period_start, period_end, *restrictions = row
     period = (period_start.timestamp(), period_end.timestamp()) if period_start and period_end else None
     return Credential(
         bytes.fromhex(digest),
@@ -165,6 +274,7 @@ def load_credential(prefix: str) -> Credential | None:
         plan_id,
         period,
         (("X-User-Id", str(user_id)), ("X-Token-Id", str(token_id))),
+        Restrictions.of(token_id, *restrictions),
     )
 
 
@@ -262,6 +372,7 @@ class ForwardAuth:
         sole_process: bool = False,
         cache_size: int = 100_000,
         lookups_per_second: int = 1000,
+        client_hops: int = 1,
     ):
         self.counters = counters
         self.clock = clock
@@ -277,6 +388,7 @@ class ForwardAuth:
         self.unknown: dict[str, bool] = {}
         self.cache_size = cache_size
         self.lookups_per_second = lookups_per_second
+        self.client_hops = client_hops  # where X-Forwarded-For holds the client (forwarded_client)
         self._lookups_left, self._lookups_renew = 0, 0.0
         self._horizon = ""  # the change feed's read position
         self._generation = 0  # moves with every change applied: a look-up that raced one is not cached
@@ -308,6 +420,7 @@ class ForwardAuth:
             sole_process=in_memory,
             cache_size=settings.FORWARD_AUTH_CACHE_SIZE,
             lookups_per_second=settings.FORWARD_AUTH_LOOKUPS_PER_SECOND,
+            client_hops=max(settings.TRUSTED_PROXY_COUNT, 1),
         )
 
     # Plans, the change feed and its reader, off the request path.
@@ -432,6 +545,13 @@ class ForwardAuth:
         now = self.clock()
         endpoint = normal_path(environ.get("HTTP_X_FORWARDED_URI", "/"))
         limits = plan.limits_for(endpoint)
+        restrictions = credential.restrictions
+        if restrictions is not None:
+            refusal = restrictions.refusal(environ, endpoint, now, self.client_hops)
+            if refusal is not None:
+                return refusal
+            if restrictions.limits:
+                limits += restrictions.limits
         period = self._period(credential, now)
         try:
             verdict = self.counters.take(credential.account, limits, now, period, plan.concurrency, self.lease_ttl)

@@ -10,6 +10,7 @@ import http.client
 import json
 import re
 from contextlib import ExitStack
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -43,10 +44,12 @@ def command(static: str, directory: Path, port: int, backoffice_url: str, upstre
     ]
 
 
-def send(port: int, headers: list[tuple[str, str]] = ()) -> tuple[int, http.client.HTTPMessage, bytes]:
-    """A GET of /v1/en/entities with these headers, repeated names and any spelling allowed."""
+def send(
+    port: int, headers: list[tuple[str, str]] = (), path: str = "/v1/en/entities"
+) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """A GET of the path (/v1/en/entities) with these headers, repeated names and any spelling allowed."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    connection.putrequest("GET", "/v1/en/entities", skip_host=True)
+    connection.putrequest("GET", path, skip_host=True)
     for name, value in [("Host", HOST), *headers]:
         connection.putheader(name, value)
     connection.endheaders()
@@ -145,6 +148,34 @@ def test_401_and_429_reach_the_client_with_their_headers_and_bodies(gateway, sec
     assert headers["RateLimit-Policy"].startswith('"minute";q=3;w=60')
     assert headers["RateLimit"].startswith('"minute";r=0;t=')
     assert json.loads(body)["window"] == "minute"
+
+
+def test_token_restrictions_refuse_through_the_gateway_with_their_problem_bodies(gateway, customer):
+    """Traefik writes the client's address (127.0.0.1 here) in X-Forwarded-For: a forged one changes nothing."""
+    limited = ApiToken.issue(
+        customer, "limited", allowed_endpoints=["/v1/*/entities"], allowed_networks=["127.0.0.0/8"], per_minute=1
+    )
+    elsewhere = ApiToken.issue(customer, "elsewhere", allowed_networks=["203.0.113.0/24", "2001:db8::/32"])[1]
+    expired = ApiToken.issue(customer, "expired", expires_on=date(2020, 1, 1))[1]
+    token, secret = limited
+    port = gateway()
+
+    def problem(secret: str, path: str = "/v1/en/entities", forged: str = "203.0.113.7"):
+        status, headers, body = send(port, [("Authorization", f"Bearer {secret}"), ("X-Forwarded-For", forged)], path)
+        assert headers["Content-Type"] == ("application/problem+json" if status != 200 else "application/json")
+        return status, headers, json.loads(body)
+
+    status, _, seen = problem(secret)
+    assert status == 200 and as_wsgi_reads_them(seen)["HTTP_X_TOKEN_ID"] == [str(token.pk)]
+    status, headers, body = problem(secret)
+    assert status == 429 and body["window"] == f"token-{token.pk}-minute"
+    assert f'"token-{token.pk}-minute";q=1;w=60' in headers["RateLimit-Policy"] and int(headers["Retry-After"]) >= 1
+    status, _, body = problem(secret, "/v1/en/summarization")
+    assert status == 403 and body["title"] == "Endpoint not allowed for this token"
+    status, _, body = problem(elsewhere)
+    assert status == 403 and body["title"] == "Client network not allowed" and "127.0.0.1" in body["detail"]
+    status, headers, body = problem(expired)
+    assert status == 401 and body["title"] == "Token expired" and headers["WWW-Authenticate"].startswith("Bearer")
 
 
 def test_a_call_let_through_unchecked_is_marked_for_the_upstream(gateway, secret, customer):
