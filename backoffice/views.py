@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from accounts.forms import SignupForm
+from backoffice.quota_alerts import current_alerts
 from billing.customers import start_billing
 from billing.models import Customer, Plan
 from usage.charts import quotas
@@ -22,9 +23,11 @@ from usage.queries import allowed_and_refused, recent_refusals
 def dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    customer = Customer.objects.filter(user=request.user).first()
     context = {
         "plan": Plan.objects.of(request.user),
-        "customer": Customer.objects.filter(user=request.user).first(),
+        "customer": customer,
+        "quota_alerts": current_alerts(customer, now) if customer else [],
         "quotas": quotas(request.user, now),
         "today": allowed_and_refused(request.user.pk, midnight).rows()[0],
         "refusals": recent_refusals(request.user.pk, now - timedelta(days=7)).rows(),

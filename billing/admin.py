@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from billing.customers import ensure_stripe_customer, sync
-from billing.models import Customer, EndpointLimit, MeterReport, Plan, WebhookEvent
+from billing.models import Customer, EndpointLimit, MeterReport, Plan, QuotaAlert, WebhookEvent
 
 
 def pretty_json(value) -> str:
@@ -128,6 +128,18 @@ class MeterReportAdmin(admin.ModelAdmin):
     search_fields = ["customer__user__email", "identifier"]
     list_select_related = ["customer__user"]
     readonly_fields = ["customer", "hour", "sequence", "words", "dated", "identifier", "reported_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(QuotaAlert)
+class QuotaAlertAdmin(admin.ModelAdmin):
+    list_display = ["customer", "measure", "threshold", "used", "quota", "period_start", "reached_at", "sent_at"]
+    list_filter = ["measure", "threshold", "sent_at"]
+    search_fields = ["customer__user__email"]
+    list_select_related = ["customer__user"]
+    readonly_fields = ["customer", "measure", "threshold", "period_start", "used", "quota", "reached_at", "sent_at"]
 
     def has_add_permission(self, request):
         return False

@@ -3,8 +3,9 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
 
@@ -43,13 +44,7 @@ def calendar_month(moment: datetime) -> tuple[datetime, datetime]:
 def billing_period(user, now: datetime) -> tuple[datetime, datetime]:
     """The user's current billing period: the subscription's while it runs, else the calendar month."""
     customer = Customer.objects.filter(user=user).first()
-    if (
-        customer
-        and customer.current_period_start
-        and customer.current_period_start <= now < customer.current_period_end
-    ):
-        return customer.current_period_start, customer.current_period_end
-    return calendar_month(now)
+    return customer.billing_period(now) if customer else calendar_month(now)
 
 
 class Plan(models.Model):
@@ -126,6 +121,10 @@ class EndpointLimit(models.Model):
             raise ValidationError({"pattern": "Use one * per path segment."})
 
 
+def default_alert_thresholds() -> list[int]:
+    return [80, 100]
+
+
 class Customer(models.Model):
     """A user's billing state: the Stripe customer and subscription as Stripe returned them (JSONB),
     and what they imply here: the plan in effect and the current billing period. Triggers of the
@@ -144,6 +143,15 @@ class Customer(models.Model):
     metered_since = models.DateTimeField(
         null=True, blank=True, help_text="Since when the plan in effect is metered: words before are not billed."
     )
+    alert_thresholds = ArrayField(
+        models.PositiveSmallIntegerField(validators=[MinValueValidator(1), MaxValueValidator(100)]),
+        default=default_alert_thresholds,
+        blank=True,
+        help_text="Percentages of the period's quotas at which the customer is e-mailed; empty: no alerts.",
+    )
+    words_alert_quota = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Pay-as-you-go: the words per period the customer's alerts count against."
+    )
 
     class Meta:
         constraints = [
@@ -154,6 +162,12 @@ class Customer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} ({self.plan})"
+
+    def billing_period(self, now: datetime) -> tuple[datetime, datetime]:
+        """The current billing period: the subscription's while it runs, else the calendar month."""
+        if self.current_period_start and self.current_period_start <= now < self.current_period_end:
+            return self.current_period_start, self.current_period_end
+        return calendar_month(now)
 
     @property
     def subscription_status(self) -> str | None:
@@ -255,3 +269,32 @@ class MeterReport(models.Model):
     def __str__(self) -> str:
         late = f" (late, #{self.sequence})" if self.sequence else ""
         return f"{self.customer.user} {self.hour:%Y-%m-%d %H:00} {self.words} words{late}"
+
+
+class QuotaAlert(models.Model):
+    """A customer's use of the period reaching a threshold of a quota: recorded once per
+    (measure, threshold, period), then e-mailed (sent_at) by `manage.py send_quota_alerts`."""
+
+    class Measure(models.TextChoices):
+        CALLS = "calls", "calls"
+        WORDS = "words", "words"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="quota_alerts")
+    measure = models.CharField(max_length=10, choices=Measure.choices)
+    threshold = models.PositiveSmallIntegerField(help_text="Percent of the quota.")
+    period_start = models.DateTimeField()
+    used = models.PositiveBigIntegerField(help_text="Use of the period when the threshold was found reached.")
+    quota = models.PositiveBigIntegerField()
+    reached_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True, help_text="When the e-mail went; empty: not yet.")
+
+    class Meta:
+        ordering = ["-reached_at", "-threshold"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "measure", "threshold", "period_start"], name="one_alert_per_threshold_and_period"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer.user} {self.measure} {self.threshold}% of {self.quota}"

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from billing.customers import customer_of, ensure_stripe_customer, sync
+from billing.forms import QuotaAlertsForm
 from billing.models import Plan
 from billing.plan_changes import checkout_url, complete_checkout, portal_url, switch_plan
 from billing.stripe_client import enabled
@@ -32,10 +33,27 @@ def billing_page(request: HttpRequest) -> HttpResponse:
         except stripe.StripeError:
             messages.info(request, "Your payment is being confirmed; the new plan applies in a moment.")
         return redirect("billing")
+    return _billing_page(request, customer, QuotaAlertsForm(instance=customer))
+
+
+@login_required
+@require_POST
+def quota_alerts(request: HttpRequest) -> HttpResponse:
+    customer = customer_of(request.user)
+    form = QuotaAlertsForm(request.POST, instance=customer)
+    if not form.is_valid():
+        return _billing_page(request, customer, form)
+    form.save()
+    messages.success(request, "Your quota alerts are saved.")
+    return redirect("billing")
+
+
+def _billing_page(request: HttpRequest, customer, alerts_form: QuotaAlertsForm) -> HttpResponse:
     context = {
         "customer": customer,
         "plans": Plan.objects.exclude(stripe_price_id="").prefetch_related("endpoint_limits"),
         "billing_enabled": enabled(),
+        "alerts_form": alerts_form,
     }
     return TemplateResponse(request, "billing/billing.html", context)
 

@@ -173,6 +173,22 @@ def words_per_hour(accounts: dict[int, datetime], since: datetime, until: dateti
 
 
 @reader
+def period_use(accounts: dict[int, datetime]) -> Query:
+    """Calls allowed and words per account since each one's start (accounts: its billing period's)."""
+    return Query(
+        """
+        SELECT h.account_id, sum(h.requests - h.errors)::bigint AS calls, sum(h.words)::bigint AS words
+        FROM api_calls_hourly h
+        JOIN unnest(%(accounts)s::bigint[], %(starts)s::timestamptz[]) AS account (id, start) ON account.id = h.account_id
+        WHERE h.bucket >= account.start
+        GROUP BY h.account_id
+        ORDER BY h.account_id
+    """,
+        {"accounts": list(accounts), "starts": list(accounts.values())},
+    )
+
+
+@reader
 def store_counts() -> Query:
     """Rows in each relation, the oldest event and the quantities waiting for theirs (`manage.py usage_status`)."""
     return Query(

@@ -61,6 +61,9 @@ def queries() -> dict[str, Query]:
     checks["words_per_hour:1-3"] = store_queries.words_per_hour(
         {1: NOW - timedelta(days=20), 3: NOW - timedelta(days=3)}, NOW - timedelta(days=30), NOW - timedelta(hours=1)
     )
+    checks["period_use:1-2"] = store_queries.period_use(
+        {1: datetime(2027, 1, 1, tzinfo=UTC), 2: NOW - timedelta(days=40)}
+    )
     checks["store_counts:"] = store_queries.store_counts()
     assert {name.split(":")[0] for name in checks} == set(READERS), "a reader of the store is not checked here"
     checks["store:hourly"] = Query("SELECT * FROM api_calls_hourly ORDER BY bucket, account_id, endpoint", {})

@@ -30,6 +30,7 @@ class Job:
 SCHEDULE = [
     Job("sync_stripe", timedelta(minutes=15)),  # missed webhooks, customers created while Stripe was down
     Job("report_usage", timedelta(hours=1)),  # metered words of the finished hours
+    Job("send_quota_alerts", timedelta(minutes=5)),  # e-mails at the customers' thresholds of their quotas
     Job("usage_retention", timedelta(days=1)),  # raw events past USAGE_RAW_RETENTION_DAYS (plain PostgreSQL)
     Job("clearsessions", timedelta(days=1)),  # expired sessions
 ]

@@ -1,0 +1,105 @@
+"""Quota alerts: customers e-mailed when the period's calls (and, on pay-as-you-go, words) reach
+their thresholds of a quota. Run by `manage.py send_quota_alerts` (every 5 minutes), never by
+forward-auth: it reads the usage store's aggregates (usage/queries.py) and billing's customers.
+
+Each threshold reached is recorded once per period (QuotaAlert, unique) before any e-mail
+goes; the e-mail marks it sent. A run that crashes or cannot reach the mail server leaves
+it unsent and the next run sends it; thresholds reached together get one e-mail, the highest.
+"""
+
+import logging
+from datetime import datetime
+from itertools import groupby
+from operator import attrgetter
+
+from django.core.mail import send_mail
+from django.utils import timezone
+
+from billing.models import Customer, QuotaAlert
+from usage.queries import period_use
+
+log = logging.getLogger(__name__)
+
+
+def quotas_of(customer: Customer) -> dict[str, int]:
+    """What the customer's alerts count against: the plan's calls per period, their own words budget (metered)."""
+    quotas = {}
+    if customer.plan.per_month:
+        quotas[QuotaAlert.Measure.CALLS] = customer.plan.per_month
+    if customer.plan.metered and customer.words_alert_quota:
+        quotas[QuotaAlert.Measure.WORDS] = customer.words_alert_quota
+    return quotas
+
+
+def record_reached(now: datetime) -> int:
+    """Record each threshold newly reached this period; returns how many."""
+    watched = {}
+    for customer in Customer.objects.select_related("plan").exclude(alert_thresholds=[]):
+        if quotas := quotas_of(customer):
+            watched[customer.user_id] = (customer, customer.billing_period(now)[0], quotas)
+    if not watched:
+        return 0
+    recorded = 0
+    for row in period_use({user: start for user, (_, start, _) in watched.items()}).rows():
+        customer, start, quotas = watched[row["account_id"]]
+        for measure, quota in quotas.items():
+            used = row[measure] or 0
+            for threshold in customer.alert_thresholds:
+                if used * 100 >= threshold * quota:
+                    _, created = QuotaAlert.objects.get_or_create(
+                        customer=customer,
+                        measure=measure,
+                        threshold=threshold,
+                        period_start=start,
+                        defaults={"used": used, "quota": quota},
+                    )
+                    recorded += created
+    return recorded
+
+
+def send_pending() -> int:
+    """E-mail the alerts not sent yet: one e-mail per customer, measure and period, for the highest threshold."""
+    pending = QuotaAlert.objects.filter(sent_at__isnull=True).select_related("customer__user", "customer__plan")
+    sent = 0
+    key = attrgetter("customer_id", "measure", "period_start")
+    for _, group in groupby(sorted(pending, key=key), key=key):
+        alerts = list(group)
+        highest = max(alerts, key=lambda alert: alert.threshold)
+        try:
+            send_mail(*message(highest), None, [highest.customer.user.email])
+        except OSError:  # the mail server: the next run tries again
+            log.exception("Quota alert to %s not sent", highest.customer.user)
+            continue
+        QuotaAlert.objects.filter(pk__in=[alert.pk for alert in alerts]).update(sent_at=timezone.now())
+        sent += 1
+    return sent
+
+
+def message(alert: QuotaAlert) -> tuple[str, str]:
+    """The e-mail's subject and body."""
+    customer = alert.customer
+    what = "calls" if alert.measure == QuotaAlert.Measure.CALLS else "words"
+    quota = f"{alert.quota:,} {what} per billing period" + (
+        f" ({customer.plan} plan)" if alert.measure == QuotaAlert.Measure.CALLS else " (your alert budget)"
+    )
+    if alert.threshold >= 100:
+        subject = f"You have reached your quota of {what}"
+    else:
+        subject = f"You have used {alert.threshold}% of your quota of {what}"
+    consequence = {
+        QuotaAlert.Measure.CALLS: "At 100%, further calls are refused (429) until the next billing period; "
+        "a higher plan raises the quota at once.",
+        QuotaAlert.Measure.WORDS: "Words are billed as they are used; this budget only sets when we tell you.",
+    }[alert.measure]
+    body = (
+        f"Hello,\n\nYou have used {alert.used:,} {what} of your quota of {quota} since "
+        f"{alert.period_start:%d %B %Y}: {alert.threshold}% or more.\n\n{consequence}\n\n"
+        "Your usage, plans and alert thresholds are on the Dashboard and Billing pages of your account.\n"
+    )
+    return subject, body
+
+
+def current_alerts(customer: Customer, now: datetime) -> list[QuotaAlert]:
+    """The thresholds reached this period, highest first per measure (the dashboard)."""
+    start = customer.billing_period(now)[0]
+    return list(customer.quota_alerts.filter(period_start=start).order_by("measure", "-threshold"))

@@ -1,0 +1,133 @@
+"""Quota alerts: the scheduled job e-mails at the customer's thresholds of the period's quotas, once each."""
+
+import io
+
+import pytest
+from django.core import mail
+from django.core.management import call_command
+from django.urls import reverse
+from django.utils import timezone
+
+from billing.customers import customer_of
+from billing.models import Customer, Plan, QuotaAlert
+from usage.models import Quantity
+from usage.recorder import UsageRecorder
+
+
+@pytest.fixture
+def calls(customer, tmp_path, usage_store):
+    """Record n allowed calls of the customer now (and one refused, which does not count)."""
+    recorder = UsageRecorder(journal_dir=tmp_path)
+    made = iter(range(10_000))
+
+    def make(n: int, words: int = 0) -> None:
+        now = timezone.now().timestamp()
+        for _ in range(n):
+            request_id = f"q{next(made)}"
+            recorder.record((now, customer.pk, None, "/v1/en/entities", "POST", 200, request_id, False))
+            if words:
+                Quantity.objects.create(request_id=request_id, words=words, characters=1)
+        recorder.record((now, customer.pk, None, "/v1/en/entities", "POST", 429, f"q{next(made)}", False))
+        assert recorder.flush()
+
+    return make
+
+
+@pytest.fixture
+def small_quota(customer) -> Customer:
+    """The customer on Free, whose quota is 10 calls per period."""
+    Plan.objects.filter(is_default=True).update(per_month=10)
+    return customer_of(customer)
+
+
+def send_alerts() -> None:
+    call_command("send_quota_alerts", stdout=io.StringIO())
+
+
+def test_calls_reaching_80_then_100_percent_send_one_e_mail_each_once(small_quota, calls, customer):
+    calls(7)
+    send_alerts()
+    assert mail.outbox == [] and not QuotaAlert.objects.exists()
+
+    calls(1)  # 8 of 10
+    send_alerts()
+    send_alerts()
+    assert [m.subject for m in mail.outbox] == ["You have used 80% of your quota of calls"]
+    assert mail.outbox[0].to == [customer.email] and "8 calls of your quota of 10 calls" in mail.outbox[0].body
+
+    calls(2)  # 10 of 10
+    send_alerts()
+    send_alerts()
+    assert [m.subject for m in mail.outbox][1:] == ["You have reached your quota of calls"]
+    assert list(QuotaAlert.objects.values_list("threshold", "used", "quota")) == [(100, 10, 10), (80, 8, 10)]
+    assert not QuotaAlert.objects.filter(sent_at__isnull=True).exists()
+
+
+def test_thresholds_reached_together_get_one_e_mail_for_the_highest(small_quota, calls):
+    calls(12)
+    send_alerts()
+    assert [m.subject for m in mail.outbox] == ["You have reached your quota of calls"]
+    assert QuotaAlert.objects.count() == 2
+
+
+def test_the_dashboard_shows_the_alerts_of_the_period(small_quota, calls, customer_client):
+    calls(9)
+    send_alerts()
+    html = customer_client.get(reverse("dashboard")).content.decode()
+    assert "Quota alerts this period" in html and "80% of your calls quota reached: 9 of 10" in html
+    assert "(e-mailed)" in html
+
+
+def test_an_alert_the_mail_server_refused_is_sent_by_the_next_run(small_quota, calls, settings):
+    calls(8)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_USE_TLS = "127.0.0.1", 9, False  # nothing listens
+    send_alerts()
+    assert QuotaAlert.objects.get().sent_at is None
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    send_alerts()
+    assert len(mail.outbox) == 1 and QuotaAlert.objects.get().sent_at is not None
+
+
+def test_a_customer_without_thresholds_gets_no_alert(small_quota, calls):
+    Customer.objects.filter(pk=small_quota.pk).update(alert_thresholds=[])
+    calls(10)
+    send_alerts()
+    assert mail.outbox == [] and not QuotaAlert.objects.exists()
+
+
+def test_pay_as_you_go_words_are_alerted_against_the_customers_budget(customer, calls):
+    Customer.objects.filter(pk=customer_of(customer).pk).update(
+        plan=Plan.objects.get(slug="payg"), words_alert_quota=1000, alert_thresholds=[50]
+    )
+    calls(2, words=300)  # 600 words of 1,000; Pay-as-you-go sets no calls per period
+    send_alerts()
+    assert [m.subject for m in mail.outbox] == ["You have used 50% of your quota of words"]
+    assert QuotaAlert.objects.get().measure == "words"
+
+
+def test_the_customer_sets_thresholds_on_the_billing_page(customer_client, customer):
+    html = customer_client.get(reverse("billing")).content.decode()
+    assert 'value="80, 100"' in html and "Words per billing period" not in html  # words: pay-as-you-go only
+    response = customer_client.post(reverse("quota_alerts"), {"alert_thresholds": "90, 50%, 90"})
+    assert response.status_code == 302
+    assert Customer.objects.get(user=customer).alert_thresholds == [50, 90]
+    customer_client.post(reverse("quota_alerts"), {"alert_thresholds": ""})
+    assert Customer.objects.get(user=customer).alert_thresholds == []
+
+
+@pytest.mark.parametrize("value", ["0", "101", "80, abc", "-5", "1,2,3,4,5,6"])
+def test_thresholds_outside_1_to_100_get_a_field_error(customer_client, customer, value):
+    response = customer_client.post(reverse("quota_alerts"), {"alert_thresholds": value})
+    html = response.content.decode()
+    assert response.status_code == 200 and 'class="errorlist' in html
+    assert "from 1 to 100" in html or "At most 5" in html
+    assert Customer.objects.get(user=customer).alert_thresholds == [80, 100]
+
+
+def test_a_pay_as_you_go_customer_sets_a_positive_words_budget(customer_client, customer):
+    Customer.objects.filter(pk=customer_of(customer).pk).update(plan=Plan.objects.get(slug="payg"))
+    response = customer_client.post(reverse("quota_alerts"), {"alert_thresholds": "80", "words_alert_quota": "-1"})
+    assert 'class="errorlist' in response.content.decode()
+    customer_client.post(reverse("quota_alerts"), {"alert_thresholds": "80", "words_alert_quota": "50000"})
+    assert Customer.objects.get(user=customer).words_alert_quota == 50_000
