@@ -51,3 +51,18 @@ def test_no_import_of_ours_hides_inside_a_function(package):
         if name in LAYERS
     ]
     assert not hidden
+
+
+def test_tests_share_helpers_through_helper_modules_not_conftest_or_other_tests():
+    """Fixtures stay in conftest.py, found by pytest; what tests import lives in a helpers module."""
+    wrong = [
+        f"{path.relative_to(ROOT)}:{node.lineno} imports {node.module}"
+        for folder in [ROOT / "tests", *(ROOT / package / "tests" for package in LAYERS)]
+        for path in folder.rglob("*.py")
+        if "node_modules" not in path.parts
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom)
+        and node.module
+        and (node.module.split(".")[-1].startswith("test_") or node.module.split(".")[-1] == "conftest")
+    ]
+    assert not wrong

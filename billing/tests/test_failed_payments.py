@@ -3,34 +3,11 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import stripe
 from django.urls import reverse
 
 from billing.customers import apply_subscription, ensure_stripe_customer, sync
 from billing.models import Customer, Plan
-from billing.tests.test_stripe import subscribe
-
-
-def failing_payment(user) -> Customer:
-    """A Starter subscriber whose card now declines and who owes an invoice: past_due.
-
-    localstripe charges a new invoice at once when the price's interval changes,
-    so the customer moves to a yearly Starter price (Starter's price here).
-    """
-    customer = ensure_stripe_customer(user)
-    subscription = subscribe(customer, "price_starter_monthly")
-    stripe.Plan.create(id="price_starter_yearly", amount=29000, currency="usd", interval="year", product={"name": "y"})
-    Plan.objects.filter(slug="starter").update(stripe_price_id="price_starter_yearly")
-    card = stripe.Token.create(card={"number": "4000000000000341", "exp_month": 12, "exp_year": 2030, "cvc": "123"})
-    source = stripe.Customer.create_source(customer.stripe_id, source=card.id)
-    stripe.Customer.modify(customer.stripe_id, default_source=source.id)
-    item = subscription["items"]["data"][0]["id"]
-    stripe.Subscription.modify(subscription["id"], items=[{"id": item, "plan": "price_starter_yearly"}])
-    return sync(customer)
-
-
-def open_invoice(customer: Customer) -> dict:
-    return next(invoice for invoice in customer.stripe_invoices if invoice["status"] == "open")
+from billing.tests.helpers import failing_payment, open_invoice, subscribe
 
 
 def failed_days_ago(customer: Customer, days: int) -> None:

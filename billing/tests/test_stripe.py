@@ -17,6 +17,7 @@ from billing.customers import ensure_stripe_customer, sync
 from billing.models import Customer, MeterReport, Plan, WebhookEvent
 from billing.reconcile import reconcile
 from billing.stripe_client import configure
+from billing.tests.helpers import subscribe
 from billing.tests.stripe_fixtures import WEBHOOK_SECRET
 from tests.helpers import PASSWORD
 from usage.forward_auth import ForwardAuth
@@ -47,13 +48,6 @@ def signed_body(body: str, timestamp: int | None = None, secret: str = WEBHOOK_S
 
 def event(event_id: str, type_: str, obj: dict) -> dict:
     return {"id": event_id, "object": "event", "type": type_, "created": int(time.time()), "data": {"object": obj}}
-
-
-def subscribe(customer: Customer, price: str) -> dict:
-    """A card and a subscription added in Stripe (as Checkout would)."""
-    card = stripe.Token.create(card={"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"})
-    stripe.Customer.create_source(customer.stripe_id, source=card.id)
-    return stripe.Subscription.create(customer=customer.stripe_id, items=[{"plan": price}]).to_dict()
 
 
 # Customers.

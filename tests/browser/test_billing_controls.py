@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 from accounts.models import ApiToken
 from billing.models import Customer, Plan, QuotaAlert
-from billing.tests.test_failed_payments import failing_payment, open_invoice
+from billing.tests.helpers import failing_payment, open_invoice
 from tests.browser.helpers import call_api, log_in, sign_up
 from usage.queries import period_use
 
