@@ -5,8 +5,10 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+
+from accounts.models import endpoint_pattern, pattern_regex
 
 
 class Window(models.TextChoices):
@@ -89,16 +91,11 @@ class Plan(models.Model):
         return {str(window): quota for window, quota in quotas.items() if quota is not None}
 
 
-path_pattern = RegexValidator(
-    r"^/[A-Za-z0-9._~\-/*]*$", "A path such as /v1/*/summarization: letters, digits, / . _ ~ - and * for one segment."
-)
-
-
 class EndpointLimit(models.Model):
     """A limit on the calls to the paths matching a pattern, e.g. `/v1/*/summarization` at most 5 per minute."""
 
     plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="endpoint_limits")
-    pattern = models.CharField(max_length=200, validators=[path_pattern])
+    pattern = models.CharField(max_length=200, validators=[endpoint_pattern])
     window = models.CharField(max_length=10, choices=Window.choices)
     quota = models.PositiveIntegerField()
 
@@ -111,10 +108,7 @@ class EndpointLimit(models.Model):
         return f"{self.pattern} {self.quota} {self.get_window_display()}"
 
     def regex(self) -> re.Pattern:
-        """`*` matches one path segment; the pattern matches the whole path (no query)."""
-        return re.compile(
-            "".join("[^/]+" if part == "*" else re.escape(part) for part in re.split(r"(\*)", self.pattern)) + "$"
-        )
+        return pattern_regex(self.pattern)
 
     def clean(self):
         if "**" in self.pattern:
