@@ -13,9 +13,10 @@ from itertools import groupby
 from operator import attrgetter
 
 from django.core.mail import send_mail
+from django.db.models import Q
 from django.utils import timezone
 
-from billing.models import Customer, QuotaAlert
+from billing.models import CallsBlocked, Customer, QuotaAlert
 from usage.queries import period_use
 
 log = logging.getLogger(__name__)
@@ -103,3 +104,46 @@ def current_alerts(customer: Customer, now: datetime) -> list[QuotaAlert]:
     """The thresholds reached this period, highest first per measure (the dashboard)."""
     start = customer.billing_period(now)[0]
     return list(customer.quota_alerts.filter(period_start=start).order_by("measure", "-threshold"))
+
+
+def spend_cents(words: int, customer: Customer) -> float:
+    """What the words cost on the customer's (metered) plan, in cents."""
+    return words * (customer.plan.cents_per_1000_words or 0) / 1000
+
+
+def apply_spend_caps(now: datetime) -> tuple[int, int]:
+    """Block the pay-as-you-go customers whose period's metered words cost their spend cap or more
+    (calls_blocked = spend_cap: forward-auth refuses their calls), and unblock those now under it
+    (a new period, a raised or removed cap, another plan). Returns (blocked, unblocked).
+
+    A payment_failed block is never touched here: billing.customers.apply_subscription owns it.
+    """
+    capped = Customer.objects.select_related("plan").filter(
+        Q(calls_blocked=CallsBlocked.SPEND_CAP)
+        | Q(spend_cap_cents__isnull=False, plan__metered=True, plan__cents_per_1000_words__isnull=False)
+    )
+    starts = {}
+    for customer in capped:
+        start = customer.billing_period(now)[0]
+        starts[customer.user_id] = (customer, max(start, customer.metered_since or start))
+    words = (
+        {row["account_id"]: row["words"] or 0 for row in period_use({u: s for u, (_, s) in starts.items()}).rows()}
+        if starts
+        else {}
+    )
+    blocked = unblocked = 0
+    for user_id, (customer, _) in starts.items():
+        over = (
+            customer.plan.metered
+            and customer.spend_cap_cents is not None
+            and spend_cents(words.get(user_id, 0), customer) >= customer.spend_cap_cents
+        )
+        if over and customer.calls_blocked == CallsBlocked.NO:
+            blocked += Customer.objects.filter(pk=customer.pk, calls_blocked=CallsBlocked.NO).update(
+                calls_blocked=CallsBlocked.SPEND_CAP
+            )
+        elif not over and customer.calls_blocked == CallsBlocked.SPEND_CAP:
+            unblocked += Customer.objects.filter(pk=customer.pk, calls_blocked=CallsBlocked.SPEND_CAP).update(
+                calls_blocked=CallsBlocked.NO
+            )
+    return blocked, unblocked

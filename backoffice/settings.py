@@ -230,6 +230,9 @@ STRIPE_API_VERSION = "2026-10-28.endive"
 FAILED_PAYMENT_GRACE_DAYS = env_int("FAILED_PAYMENT_GRACE_DAYS", 0)
 if FAILED_PAYMENT_GRACE_DAYS < 0:
     raise ImproperlyConfigured("FAILED_PAYMENT_GRACE_DAYS must be 0 or more.")
+# After the grace, a failed payment either falls back to the Free plan ("free") or keeps the plan
+# and blocks every call (402 Payment failed) until the invoice is paid ("block").
+FAILED_PAYMENT_POLICY = env_choice("FAILED_PAYMENT_POLICY", "free", ("free", "block"))
 
 AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [

@@ -9,10 +9,11 @@ order can never leave an older state behind.
 import logging
 
 import stripe
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from billing.models import PAYING_STATUSES, Customer, Plan, moment, period_of
+from billing.models import PAYING_STATUSES, CallsBlocked, Customer, Plan, moment, period_of
 from billing.stripe_client import enabled
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,9 @@ def apply_subscription(customer: Customer) -> None:
 
     A past_due subscription keeps its plan for FAILED_PAYMENT_GRACE_DAYS after the
     payment failed (0: not at all); reconciliation re-applies this every 15 minutes,
-    so the grace ends then even if Stripe sends nothing.
+    so the grace ends then even if Stripe sends nothing. Past the grace (and when
+    unpaid), FAILED_PAYMENT_POLICY "free" falls back to Free; "block" keeps the plan
+    and blocks calls (calls_blocked = payment_failed) until Stripe has the payment.
     """
     subscription = customer.stripe_subscription
     plan = (
@@ -112,7 +115,16 @@ def apply_subscription(customer: Customer) -> None:
         else None
     )
     grace_until = customer.payment_grace_until
-    granted = customer.is_paying or (grace_until is not None and timezone.now() < grace_until)
+    in_grace = grace_until is not None and timezone.now() < grace_until
+    # FAILED_PAYMENT_POLICY "block": past the grace, the plan stays and every call is refused until paid.
+    blocked = bool(
+        settings.FAILED_PAYMENT_POLICY == "block" and plan and customer.payment_failed_since and not in_grace
+    )
+    granted = customer.is_paying or in_grace or blocked
+    if blocked:
+        customer.calls_blocked = CallsBlocked.PAYMENT_FAILED
+    elif customer.calls_blocked == CallsBlocked.PAYMENT_FAILED:
+        customer.calls_blocked = CallsBlocked.NO  # paid (or policy changed); a spend cap is re-checked by its job
     if granted and plan:
         customer.current_period_start = moment(period_of(subscription, "start"))
         customer.current_period_end = moment(period_of(subscription, "end"))
@@ -121,6 +133,8 @@ def apply_subscription(customer: Customer) -> None:
         customer.current_period_start = customer.current_period_end = None
     if not plan.metered:
         customer.metered_since = None
+        if customer.calls_blocked == CallsBlocked.SPEND_CAP:
+            customer.calls_blocked = CallsBlocked.NO  # spend caps are for pay-as-you-go only
     elif customer.metered_since is None or customer.plan_id != plan.pk:
         customer.metered_since = timezone.now()  # words used on an earlier plan are not billed per word
     customer.plan = plan

@@ -67,6 +67,9 @@ class Plan(models.Model):
         null=True, blank=True, help_text="Per billing period (calendar month without a subscription). Empty: no limit."
     )
     concurrency = models.PositiveIntegerField(null=True, blank=True, help_text="Requests in flight. Empty: no limit.")
+    cents_per_1000_words = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Metered plans: the price of 1,000 words in cents (spend caps count with it)."
+    )
     position = models.PositiveSmallIntegerField(default=0, help_text="Order on the pricing and billing pages.")
 
     objects = PlanQuerySet.as_manager()
@@ -115,6 +118,14 @@ class EndpointLimit(models.Model):
             raise ValidationError({"pattern": "Use one * per path segment."})
 
 
+class CallsBlocked(models.TextChoices):
+    """Why forward-auth refuses every call of a customer; empty: it does not."""
+
+    NO = "", "not blocked"
+    SPEND_CAP = "spend_cap", "spend cap reached"
+    PAYMENT_FAILED = "payment_failed", "payment failed"
+
+
 def default_alert_thresholds() -> list[int]:
     return [80, 100]
 
@@ -145,6 +156,16 @@ class Customer(models.Model):
     )
     words_alert_quota = models.PositiveBigIntegerField(
         null=True, blank=True, help_text="Pay-as-you-go: the words per period the customer's alerts count against."
+    )
+    spend_cap_cents = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Pay-as-you-go: the most the customer spends per billing period, in cents."
+    )
+    calls_blocked = models.CharField(
+        max_length=20,
+        choices=CallsBlocked.choices,
+        default=CallsBlocked.NO,
+        blank=True,
+        help_text="Why forward-auth refuses every call (set by send_quota_alerts and syncs); empty: not blocked.",
     )
 
     class Meta:

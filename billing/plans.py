@@ -48,6 +48,7 @@ PLANS = [
         concurrency=10,
         stripe_price_id="price_payg_words",
         price_label="$0.50 per 1,000 words",
+        cents_per_1000_words=50,
     ),
 ]
 
@@ -55,8 +56,9 @@ PLANS = [
 def seed_plans(Plan, EndpointLimit) -> None:
     """Create the starting plans that do not exist yet (models passed in: migrations use historical ones)."""
     for position, fields in enumerate(PLANS):
-        fields = dict(fields)
-        endpoint_limits = fields.pop("endpoint_limits", [])
+        known = {field.name for field in Plan._meta.concrete_fields}  # an early migration's Plan lacks later fields
+        endpoint_limits = fields.get("endpoint_limits", [])
+        fields = {name: value for name, value in fields.items() if name in known}
         plan, created = Plan.objects.get_or_create(slug=fields.pop("slug"), defaults={**fields, "position": position})
         if created:
             for limit in endpoint_limits:

@@ -61,6 +61,7 @@ STATUS_LINES = {
     200: "200 OK",
     204: "204 No Content",
     401: "401 Unauthorized",
+    402: "402 Payment Required",
     403: "403 Forbidden",
     404: "404 Not Found",
     405: "405 Method Not Allowed",
@@ -157,6 +158,26 @@ def forwarded_client(environ: dict, hops: int) -> ipaddress.IPv4Address | ipaddr
     return address.ipv4_mapped or address if address.version == 6 else address  # ::ffff:a.b.c.d is IPv4
 
 
+# Why a customer's calls are all refused (billing.Customer.calls_blocked, set by the spend-cap job
+# and by syncs under FAILED_PAYMENT_POLICY "block"), and how the customer fixes it.
+BLOCKED = {
+    "spend_cap": problem(
+        402,
+        "Spend cap reached",
+        "This billing period's words have reached the spend cap you set. Raise or remove the cap on the Billing "
+        "page of your account; calls resume within minutes, or at the next billing period.",
+        blocked="spend_cap",
+    ),
+    "payment_failed": problem(
+        402,
+        "Payment failed",
+        "Your last payment failed and calls are blocked until it is paid. Update your card or pay the open "
+        "invoice in the Customer Portal (Billing page of your account).",
+        blocked="payment_failed",
+    ),
+}
+
+
 def not_allowed(title: str, detail: str, restriction: str) -> Answer:
     return problem(403, title, detail, restriction=restriction)
 
@@ -235,6 +256,7 @@ class Credential:
     period: tuple[float, float] | None  # the customer's billing period, as timestamps
     identity: tuple[tuple[str, str], ...]  # headers for the upstream (X-Plan is added from the plan)
     restrictions: Restrictions | None = None  # the token's own, if it has any
+    blocked: str = ""  # why the customer's calls are all refused (billing.Customer.calls_blocked); "": they are not
 
 
 def load_plans() -> tuple[dict[int, PlanRules], PlanRules | None]:
@@ -260,12 +282,13 @@ def load_credential(prefix: str) -> Credential | None:
             "allowed_networks",
             "expires_on",
             "per_minute",
+            "user__customer__calls_blocked",
         )
         .first()
     )
     if row is None:
         return None
-    digest, token_id, user_id, plan_id, period_start, period_end, *restrictions = row
+    digest, token_id, user_id, plan_id, period_start, period_end, *restrictions, blocked = row
     period = (period_start.timestamp(), period_end.timestamp()) if period_start and period_end else None
     return Credential(
         bytes.fromhex(digest),
@@ -275,6 +298,7 @@ def load_credential(prefix: str) -> Credential | None:
         period,
         (("X-User-Id", str(user_id)), ("X-Token-Id", str(token_id))),
         Restrictions.of(token_id, *restrictions),
+        blocked or "",
     )
 
 
@@ -541,6 +565,8 @@ class ForwardAuth:
         plan = self.plans.get(credential.plan_id, self.default_plan) if credential else None
         if plan is None or not token_matches(token, credential.digest, self._hash_key):
             return UNKNOWN_TOKEN  # no such token, a wrong secret, or no plan at all (none is the default)
+        if credential.blocked:
+            return BLOCKED.get(credential.blocked) or BLOCKED["payment_failed"]
 
         now = self.clock()
         endpoint = normal_path(environ.get("HTTP_X_FORWARDED_URI", "/"))

@@ -131,3 +131,60 @@ def test_a_pay_as_you_go_customer_sets_a_positive_words_budget(customer_client, 
     assert 'class="errorlist' in response.content.decode()
     customer_client.post(reverse("quota_alerts"), {"alert_thresholds": "80", "words_alert_quota": "50000"})
     assert Customer.objects.get(user=customer).words_alert_quota == 50_000
+
+
+def test_the_job_blocks_pay_as_you_go_calls_at_the_spend_cap_and_unblocks_under_it(customer, calls):
+    payg = Plan.objects.get(slug="payg")
+    assert payg.cents_per_1000_words == 50  # $0.50 per 1,000 words
+    Customer.objects.filter(pk=customer_of(customer).pk).update(plan=payg, spend_cap_cents=100, alert_thresholds=[])
+    calls(2, words=600)  # 1,200 words: $0.60 of $1.00
+    send_alerts()
+    assert Customer.objects.get(user=customer).calls_blocked == ""
+    calls(2, words=500)  # 2,200 words: $1.10
+    send_alerts()
+    assert Customer.objects.get(user=customer).calls_blocked == "spend_cap"
+    Customer.objects.filter(user=customer).update(spend_cap_cents=200)  # a raised cap
+    send_alerts()
+    assert Customer.objects.get(user=customer).calls_blocked == ""
+    Customer.objects.filter(user=customer).update(spend_cap_cents=110)  # reached exactly
+    send_alerts()
+    assert Customer.objects.get(user=customer).calls_blocked == "spend_cap"
+    Customer.objects.filter(user=customer).update(spend_cap_cents=None)  # no cap
+    send_alerts()
+    assert Customer.objects.get(user=customer).calls_blocked == ""
+
+
+def test_the_spend_cap_job_leaves_a_payment_failed_block_alone(customer, calls):
+    Customer.objects.filter(pk=customer_of(customer).pk).update(
+        plan=Plan.objects.get(slug="payg"), spend_cap_cents=1000, calls_blocked="payment_failed"
+    )
+    calls(1, words=10)
+    send_alerts()
+    assert Customer.objects.get(user=customer).calls_blocked == "payment_failed"
+
+
+def test_a_pay_as_you_go_customer_sets_a_positive_spend_cap(customer_client, customer):
+    assert "Spend cap" not in customer_client.get(reverse("billing")).content.decode()  # pay-as-you-go only
+    Customer.objects.filter(pk=customer_of(customer).pk).update(plan=Plan.objects.get(slug="payg"))
+    for value in ("-5", "0", "abc"):
+        response = customer_client.post(reverse("quota_alerts"), {"alert_thresholds": "80", "spend_cap": value})
+        html = response.content.decode()
+        assert response.status_code == 200 and 'class="errorlist' in html
+        assert Customer.objects.get(user=customer).spend_cap_cents is None
+    assert (
+        "A spend cap is a positive amount"
+        in customer_client.post(reverse("quota_alerts"), {"alert_thresholds": "80", "spend_cap": "0"}).content.decode()
+    )
+    customer_client.post(reverse("quota_alerts"), {"alert_thresholds": "80", "spend_cap": "12.50"})
+    assert Customer.objects.get(user=customer).spend_cap_cents == 1250
+    assert 'value="12.50"' in customer_client.get(reverse("billing")).content.decode()
+    customer_client.post(reverse("quota_alerts"), {"alert_thresholds": "80", "spend_cap": ""})
+    assert Customer.objects.get(user=customer).spend_cap_cents is None
+
+
+def test_the_billing_page_says_calls_are_blocked_at_the_spend_cap(customer_client, customer):
+    Customer.objects.filter(pk=customer_of(customer).pk).update(
+        plan=Plan.objects.get(slug="payg"), spend_cap_cents=100, calls_blocked="spend_cap"
+    )
+    html = customer_client.get(reverse("billing")).content.decode()
+    assert "Your spend cap is reached" in html and "Your API calls are blocked" in html

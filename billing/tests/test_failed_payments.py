@@ -91,3 +91,43 @@ def test_a_paying_customer_is_told_nothing(customer_client, stripe_server, custo
     sync(billing)
     assert billing.payment_failed_since is None
     assert "Your payment failed" not in customer_client.get(reverse("dashboard")).content.decode()
+
+
+def test_policy_block_keeps_the_plan_blocks_calls_after_the_grace_and_says_so(
+    customer_client, stripe_server, customer, settings
+):
+    settings.FAILED_PAYMENT_POLICY = "block"
+    settings.FAILED_PAYMENT_GRACE_DAYS = 3
+    billing = failing_payment(customer)
+    failed_days_ago(billing, 1)  # in the grace: the plan, no block
+    billing = Customer.objects.get(pk=billing.pk)
+    assert billing.plan.slug == "starter" and billing.calls_blocked == ""
+    failed_days_ago(billing, 4)  # past it: the plan stays, calls are blocked
+    billing = Customer.objects.get(pk=billing.pk)
+    assert billing.plan.slug == "starter" and billing.calls_blocked == "payment_failed"
+    for page in ("billing", "dashboard"):
+        html = customer_client.get(reverse(page)).content.decode()
+        assert "Your API calls are blocked" in html and "Fix the payment" in html
+
+    billing.stripe_subscription["status"] = "active"  # paid
+    apply_subscription(billing)
+    billing.save()
+    assert Customer.objects.get(pk=billing.pk).calls_blocked == ""
+    assert "Your API calls are blocked" not in customer_client.get(reverse("billing")).content.decode()
+
+
+def test_policy_block_blocks_an_unpaid_subscription(stripe_server, customer, settings):
+    settings.FAILED_PAYMENT_POLICY = "block"
+    billing = failing_payment(customer)  # no grace: blocked at once
+    assert billing.plan.slug == "starter" and billing.calls_blocked == "payment_failed"
+    billing.stripe_subscription["status"] = "unpaid"
+    apply_subscription(billing)
+    assert billing.calls_blocked == "payment_failed"
+    billing.stripe_subscription["status"] = "canceled"  # no failed payment any more: Free, unblocked
+    apply_subscription(billing)
+    assert billing.plan == Plan.objects.default() and billing.calls_blocked == ""
+
+
+def test_policy_free_never_blocks(stripe_server, customer):
+    billing = failing_payment(customer)
+    assert billing.plan == Plan.objects.default() and billing.calls_blocked == ""

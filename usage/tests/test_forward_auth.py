@@ -246,3 +246,25 @@ def test_endpoint_limits_see_the_path_the_upstream_will_route(auth, secret, reco
     auth.refresh()
     assert [call(auth, secret, uri=uri).status for _ in range(3)] == [200, 200, 429]
     assert {event[3] for event in recorder.drain()} == {"/v1/en/summarization"}
+
+
+@pytest.mark.parametrize(
+    "reason, title, fix",
+    [("spend_cap", "Spend cap reached", "Billing page"), ("payment_failed", "Payment failed", "Customer Portal")],
+)
+def test_a_blocked_customer_is_refused_with_402_naming_the_reason_until_unblocked(
+    auth, secret, customer, reason, title, fix
+):
+    auth.refresh()
+    assert call(auth, secret).status == 200
+    assert auth.credentials[secret[:12]].blocked == ""
+    Customer.objects.filter(user=customer).update(calls_blocked=reason)  # only the change feed tells forward-auth
+    auth.refresh()
+    answer = call(auth, secret)
+    assert answer.status == 402 and dict(answer.headers)["Content-Type"] == "application/problem+json"
+    problem = json.loads(answer.body)
+    assert problem["title"] == title and problem["blocked"] == reason and problem["status"] == 402
+    assert problem["type"].endswith(title.lower().replace(" ", "-")) and fix in problem["detail"]
+    Customer.objects.filter(user=customer).update(calls_blocked="")
+    auth.refresh()
+    assert call(auth, secret).status == 200
