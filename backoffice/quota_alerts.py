@@ -29,6 +29,8 @@ def quotas_of(customer: Customer) -> dict[str, int]:
         quotas[QuotaAlert.Measure.CALLS] = customer.plan.per_month
     if customer.plan.metered and customer.words_alert_quota:
         quotas[QuotaAlert.Measure.WORDS] = customer.words_alert_quota
+    if customer.plan.metered and customer.spend_cap_cents and customer.plan.cents_per_1000_words:
+        quotas[QuotaAlert.Measure.SPEND] = customer.spend_cap_cents
     return quotas
 
 
@@ -44,7 +46,10 @@ def record_reached(now: datetime) -> int:
     for row in period_use({user: start for user, (_, start, _) in watched.items()}).rows():
         customer, start, quotas = watched[row["account_id"]]
         for measure, quota in quotas.items():
-            used = row[measure] or 0
+            if measure == QuotaAlert.Measure.SPEND:
+                used = int(spend_cents(row["words"] or 0, customer))
+            else:
+                used = row[measure] or 0
             for threshold in customer.alert_thresholds:
                 if used * 100 >= threshold * quota:
                     _, created = QuotaAlert.objects.get_or_create(
@@ -79,6 +84,8 @@ def send_pending() -> int:
 def message(alert: QuotaAlert) -> tuple[str, str]:
     """The e-mail's subject and body."""
     customer = alert.customer
+    if alert.measure == QuotaAlert.Measure.SPEND:
+        return spend_message(alert)
     what = "calls" if alert.measure == QuotaAlert.Measure.CALLS else "words"
     quota = f"{alert.quota:,} {what} per billing period" + (
         f" ({customer.plan} plan)" if alert.measure == QuotaAlert.Measure.CALLS else " (your alert budget)"
@@ -96,6 +103,21 @@ def message(alert: QuotaAlert) -> tuple[str, str]:
         f"Hello,\n\nYou have used {alert.used:,} {what} of your quota of {quota} since "
         f"{alert.period_start:%d %B %Y}: {alert.threshold}% or more.\n\n{consequence}\n\n"
         "Your usage, plans and alert thresholds are on the Dashboard and Billing pages of your account.\n"
+    )
+    return subject, body
+
+
+def spend_message(alert: QuotaAlert) -> tuple[str, str]:
+    """The e-mail before (or at) the spend cap, in dollars."""
+    if alert.threshold >= 100:
+        subject = "You have reached your spend cap: API calls are blocked"
+    else:
+        subject = f"You have used {alert.threshold}% of your spend cap"
+    body = (
+        f"Hello,\n\nYour words since {alert.period_start:%d %B %Y} cost ${alert.used / 100:,.2f} of your spend cap "
+        f"of ${alert.quota / 100:,.2f} per billing period: {alert.threshold}% or more.\n\n"
+        "At 100%, every call is refused (402 Spend cap reached) until the next billing period or a higher cap; "
+        "you can raise or remove the cap on the Billing page of your account.\n"
     )
     return subject, body
 

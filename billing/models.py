@@ -293,6 +293,7 @@ class QuotaAlert(models.Model):
     class Measure(models.TextChoices):
         CALLS = "calls", "calls"
         WORDS = "words", "words"
+        SPEND = "spend", "spend cap"  # cents of the pay-as-you-go customer's spend cap
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="quota_alerts")
     measure = models.CharField(max_length=10, choices=Measure.choices)

@@ -188,3 +188,19 @@ def test_the_billing_page_says_calls_are_blocked_at_the_spend_cap(customer_clien
     )
     html = customer_client.get(reverse("billing")).content.decode()
     assert "Your spend cap is reached" in html and "Your API calls are blocked" in html
+
+
+def test_the_spend_cap_is_alerted_before_it_blocks(customer, calls, customer_client):
+    Customer.objects.filter(pk=customer_of(customer).pk).update(
+        plan=Plan.objects.get(slug="payg"), spend_cap_cents=100, alert_thresholds=[80, 100]
+    )
+    calls(2, words=800)  # 1,600 words: $0.80 of $1.00
+    send_alerts()
+    assert [m.subject for m in mail.outbox] == ["You have used 80% of your spend cap"]
+    assert "$0.80 of your spend cap of $1.00" in mail.outbox[0].body
+    assert Customer.objects.get(user=customer).calls_blocked == ""
+    assert "80% of your spend cap reached: $0.80 of $1.00" in customer_client.get(reverse("dashboard")).content.decode()
+    calls(1, words=400)  # $1.00
+    send_alerts()
+    assert mail.outbox[-1].subject == "You have reached your spend cap: API calls are blocked"
+    assert Customer.objects.get(user=customer).calls_blocked == "spend_cap"
