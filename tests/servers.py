@@ -3,7 +3,6 @@ and waiting on them."""
 
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -15,7 +14,7 @@ from django.conf import settings
 from django.db import connection
 
 from backoffice.gateway import wait_for_routes
-from backoffice.ports import free_port, running, wait_for_port  # noqa: F401  (the tests' too)
+from backoffice.ports import Output, Server, free_port, running, wait_for_port  # noqa: F401  (the tests' too)
 
 
 def wait_for(condition, seconds: float):
@@ -26,23 +25,6 @@ def wait_for(condition, seconds: float):
             return result
         time.sleep(0.05)
     return False
-
-
-class Output:
-    """All a process has printed, read by a thread as it comes (a full pipe would stall the process)."""
-
-    def __init__(self, process: subprocess.Popen):
-        self._lines: list[str] = []
-        self._reader = threading.Thread(target=lambda: self._lines.extend(process.stdout), daemon=True)
-        self._reader.start()
-
-    def __call__(self) -> str:
-        return "".join(self._lines)
-
-    def complete(self, seconds: float = 10) -> str:
-        """Everything, once the process has closed its output (it has exited)."""
-        self._reader.join(seconds)
-        return self()
 
 
 def backoffice_env(**extra: str) -> dict[str, str]:

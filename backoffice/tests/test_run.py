@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import urllib.error
 import urllib.parse
@@ -16,21 +15,18 @@ import urllib.request
 from django.conf import settings
 
 from backoffice.ports import free_port
-from tests.servers import Output, processes_using, wait_for
+from tests.servers import Server, processes_using, wait_for
 
 
 def test_make_run_serves_the_api_through_traefik_counts_the_calls_and_stops_cleanly(tmp_path):
     ports = {name: str(free_port()) for name in ("PORT", "API_PORT", "GATEWAY_PORT")}
     env = {"PATH": os.environ["PATH"], "DATA_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1", **ports}
-    run = subprocess.Popen(
+    run = Server(
         [sys.executable, "-m", "backoffice.run"],
         cwd=settings.BASE_DIR,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
     )
-    output = Output(run)
+    output = run.output
     try:
         assert wait_for(lambda: "Ctrl-C stops everything" in output() or run.poll() is not None, 180), output()
         assert run.poll() is None, output()

@@ -3,7 +3,6 @@
 import os
 import re
 import signal
-import subprocess
 import sys
 from datetime import timedelta
 
@@ -12,7 +11,7 @@ from django.core.management import get_commands
 
 from backoffice.management.commands import run_schedule
 from backoffice.management.commands.run_schedule import SCHEDULE, Job, Schedule
-from tests.servers import Output, wait_for
+from tests.servers import Server, wait_for
 
 MINUTE = 60
 
@@ -86,15 +85,12 @@ call_command("run_schedule")
 
 def test_a_failing_job_holds_no_other_back_and_sigterm_stops_the_jobs_and_the_scheduler():
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "backoffice.settings", "PYTHONUNBUFFERED": "1"}
-    scheduler = subprocess.Popen(
+    scheduler = Server(
         [sys.executable, "-c", SCHEDULER],
         cwd=settings.BASE_DIR,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
     )
-    output = Output(scheduler)
+    output = scheduler.output
     try:
         assert wait_for(
             lambda: (

@@ -57,7 +57,7 @@ class FakeStripe:
         request = urllib.request.Request(
             self.localstripe + path, data=body, method=method, headers={"Authorization": "Bearer sk_test_backoffice"}
         )
-        with urllib.request.urlopen(request) as response:
+        with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
     def _handler(self):
@@ -151,7 +151,7 @@ class FakeStripe:
                     headers=headers,
                 )
                 try:
-                    with urllib.request.urlopen(request) as response:
+                    with urllib.request.urlopen(request, timeout=30) as response:
                         status, payload = response.status, response.read()
                 except urllib.error.HTTPError as error:
                     status, payload = error.code, error.read()

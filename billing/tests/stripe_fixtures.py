@@ -30,7 +30,7 @@ def fake_stripe(localstripe) -> FakeStripe:
 @pytest.fixture
 def stripe_server(settings, localstripe, fake_stripe) -> FakeStripe:
     """Stripe, emptied, with our plans' prices; our code configured to use it."""
-    urllib.request.urlopen(urllib.request.Request(f"{localstripe}/_config/data", method="DELETE"))
+    urllib.request.urlopen(urllib.request.Request(f"{localstripe}/_config/data", method="DELETE"), timeout=30)
     fake_stripe.reset()
     settings.STRIPE_SECRET_KEY = "sk_test_backoffice"
     settings.STRIPE_API_BASE = fake_stripe.url

@@ -17,7 +17,7 @@ from django.db import OperationalError
 
 from accounts.models import ApiToken
 from billing.models import Customer, Plan
-from tests.servers import Output, backoffice, backoffice_env, free_port, wait_for
+from tests.servers import backoffice, backoffice_env, free_port, wait_for
 from usage import forward_auth
 from usage.forward_auth import ForwardAuth
 from usage.limiter import MemoryCounters, RedisCounters
@@ -150,8 +150,7 @@ def test_the_production_server_survives_a_killed_worker(customer):
             return error.code
 
     with backoffice(port, workers=2) as server:
-        log = Output(server)  # granian says when a worker is ready
-        started = lambda: log().count("Started worker")  # noqa: E731
+        started = lambda: server.output().count("Started worker")  # granian says when a worker is ready  # noqa: E731
         assert wait_for(lambda: started() == 2, seconds=30)
         victim = children(server.pid)[0]
         os.kill(victim, signal.SIGKILL)
