@@ -1,5 +1,6 @@
 """Helpers of the browser tests (fixtures stay in conftest.py)."""
 
+import json
 import os
 import time
 import urllib.error
@@ -46,6 +47,30 @@ def call_api(base_url: str, secret: str, uri: str, plan: str | None = None) -> d
             assert error.code == 401, error.code
         time.sleep(0.1)
     raise AssertionError(f"no answer with the expected token and plan {plan} within 5 s")
+
+
+def forward_auth_status(base_url: str, secret: str, uri: str, expected: int) -> dict:
+    """Forward-auth's answer to a call of `uri`, once it is `expected` (changes arrive within a few seconds)."""
+    request = urllib.request.Request(
+        f"{base_url}/forward-auth",
+        headers={"Authorization": f"Bearer {secret}", "X-Forwarded-Uri": uri, "X-Forwarded-For": "127.0.0.1"},
+    )
+    for _ in range(50):
+        try:
+            with urllib.request.urlopen(request) as response:
+                status, body = response.status, {}
+            release = urllib.request.Request(  # the upstream's part: the plan limits calls in flight
+                f"{base_url}/forward-auth/release",
+                method="POST",
+                headers={"X-Lease-Id": response.headers["X-Lease-Id"]},
+            )
+            urllib.request.urlopen(release).close()
+        except urllib.error.HTTPError as error:
+            status, body = error.code, json.loads(error.read() or b"{}")
+        if status == expected:
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"forward-auth did not answer {expected} for {uri} within 5 s (last: {status})")
 
 
 def log_in(page, email):

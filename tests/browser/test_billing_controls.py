@@ -2,8 +2,10 @@
 scheduled job, the cached invoices listed, a failed payment explained with the way to fix it."""
 
 import io
+import json
 import re
 import time
+import urllib.request
 from datetime import UTC, datetime
 
 import pytest
@@ -13,9 +15,10 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.models import ApiToken
+from billing.customers import customer_of
 from billing.models import Customer, Plan, QuotaAlert
 from billing.tests.helpers import failing_payment, open_invoice
-from tests.browser.helpers import call_api, log_in, sign_up
+from tests.browser.helpers import call_api, forward_auth_status, log_in, sign_up
 from usage.queries import period_use
 
 # Transactional (a live server): pytest-django runs these after the others.
@@ -149,3 +152,77 @@ def test_a_failed_payment_is_explained_with_the_portal_to_fix_it(page, stripe_se
     fix.click()  # to the Customer Portal, which comes back to the Billing page
     expect(page).to_have_url("/billing/")
     assert f"{stripe_server.url}/portal/{billing.stripe_id}" in portal_visits  # Stripe's Portal, for this customer
+
+
+def test_with_the_block_policy_a_failed_payment_blocks_calls_and_says_so(
+    page, live_server, stripe_server, customer, settings
+):
+    settings.FAILED_PAYMENT_POLICY = "block"  # no grace: blocked at once, the plan kept
+    billing = failing_payment(customer)
+    assert billing.calls_blocked == "payment_failed" and billing.plan.slug != "free"
+    secret = ApiToken.issue(customer, "production")[1]
+    problem = forward_auth_status(live_server.url, secret, "/v1/en/entities", 402)
+    assert problem["title"] == "Payment failed" and "Customer Portal" in problem["detail"]
+
+    log_in(page, customer.email)  # the dashboard
+    notice = page.get_by_role("region", name="Your payment failed")
+    expect(notice).to_contain_text("Your API calls are blocked (402 Payment failed) until the invoice is paid.")
+    expect(notice.get_by_role("button", name="Fix the payment")).to_be_enabled()
+
+
+def test_a_spend_cap_set_on_the_billing_page_blocks_calls_once_reached_until_raised(
+    page, live_server, customer, usage_store, settings
+):
+    settings.USAGE_SERVICE_TOKEN = "service-token"
+    Customer.objects.filter(pk=customer_of(customer).pk).update(
+        plan=Plan.objects.get(slug="payg")
+    )  # $0.50 a 1,000 words
+    log_in(page, customer.email)
+    page.goto("/billing/")
+    cap = page.get_by_label("Spend cap per billing period ($)")
+    for bad in ["-5", "0"]:
+        cap.fill(bad)
+        page.get_by_role("button", name="Save alerts").click()
+        expect(page.get_by_text("A spend cap is a positive amount; leave it empty for no cap.")).to_be_visible()
+        assert Customer.objects.get(user=customer).spend_cap_cents is None, bad
+        cap = page.get_by_label("Spend cap per billing period ($)")
+    cap.fill("0.05")
+    page.get_by_role("button", name="Save alerts").click()
+    expect(page.get_by_text("Your quota alerts are saved.")).to_be_visible()
+    expect(page.get_by_label("Spend cap per billing period ($)")).to_have_value("0.05")
+
+    secret = ApiToken.issue(customer, "production")[1]
+    request_id = call_api(live_server.url, secret, "/v1/en/summarization")["X-Request-Id"]
+    report_words(live_server.url, request_id, 120)  # $0.06: over the cap
+    send_quota_alerts()
+    assert Customer.objects.get(user=customer).calls_blocked == "spend_cap"
+    problem = forward_auth_status(live_server.url, secret, "/v1/en/summarization", 402)
+    assert problem["title"] == "Spend cap reached" and "Billing page" in problem["detail"]
+
+    page.goto("/billing/")
+    notice = page.get_by_role("region", name="Your spend cap is reached")
+    expect(notice).to_contain_text("Your API calls are blocked")
+    page.get_by_label("Spend cap per billing period ($)").fill("1.00")
+    page.get_by_role("button", name="Save alerts").click()
+    expect(page.get_by_text("Your quota alerts are saved.")).to_be_visible()
+    send_quota_alerts()  # the scheduled job, within 5 minutes
+    forward_auth_status(live_server.url, secret, "/v1/en/summarization", 200)
+    page.goto("/billing/")
+    expect(page.get_by_role("region", name="Your spend cap is reached")).to_have_count(0)
+
+
+def report_words(base_url: str, request_id: str, words: int) -> None:
+    """The NLP API's report of a call's words, then the wait until the store has merged them (about a second)."""
+    request = urllib.request.Request(
+        f"{base_url}/usage/quantities",
+        data=json.dumps([{"request_id": request_id, "words": words, "characters": words * 5}]).encode(),
+        headers={"Authorization": "Bearer service-token", "Content-Type": "application/json"},
+    )
+    assert urllib.request.urlopen(request, timeout=10).status == 200
+    customer_id = ApiToken.objects.get().user_id
+    for _ in range(50):
+        rows = period_use({customer_id: datetime(2000, 1, 1, tzinfo=UTC)}).rows()
+        if rows and rows[0]["words"] == words:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the words were not in the store within 5 s")

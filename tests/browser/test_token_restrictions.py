@@ -1,42 +1,13 @@
 """Token restrictions in a real browser: set on creation, edited later, listed, and obeyed by forward-auth."""
 
-import json
-import time
-import urllib.error
-import urllib.request
-
 import pytest
 from playwright.sync_api import expect
 
 from accounts.models import ApiToken
-from tests.browser.helpers import sign_up
+from tests.browser.helpers import forward_auth_status, sign_up
 
 # Transactional (a live server): pytest-django runs these after the others.
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def forward_auth_status(base_url: str, secret: str, uri: str, expected: int) -> dict:
-    """Forward-auth's answer to a call of `uri`, once it is `expected` (changes arrive within a few seconds)."""
-    request = urllib.request.Request(
-        f"{base_url}/forward-auth",
-        headers={"Authorization": f"Bearer {secret}", "X-Forwarded-Uri": uri, "X-Forwarded-For": "127.0.0.1"},
-    )
-    for _ in range(50):
-        try:
-            with urllib.request.urlopen(request) as response:
-                status, body = response.status, {}
-            release = urllib.request.Request(  # the upstream's part: the plan limits calls in flight
-                f"{base_url}/forward-auth/release",
-                method="POST",
-                headers={"X-Lease-Id": response.headers["X-Lease-Id"]},
-            )
-            urllib.request.urlopen(release).close()
-        except urllib.error.HTTPError as error:
-            status, body = error.code, json.loads(error.read() or b"{}")
-        if status == expected:
-            return body
-        time.sleep(0.1)
-    raise AssertionError(f"forward-auth did not answer {expected} for {uri} within 5 s (last: {status})")
 
 
 def test_restrictions_set_on_creation_and_edited_later_are_listed_and_obeyed(page, live_server):

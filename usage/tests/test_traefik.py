@@ -18,7 +18,7 @@ from django.conf import settings
 
 from accounts.models import ApiToken
 from backoffice.gateway import TRAEFIK, dynamic_configuration, traefik_command
-from billing.models import Plan
+from billing.models import CallsBlocked, Customer, Plan
 from tests.servers import backoffice, echo_upstream, free_port, nlp_api, traefik, wait_for
 from usage.models import ApiCall
 
@@ -176,6 +176,26 @@ def test_token_restrictions_refuse_through_the_gateway_with_their_problem_bodies
     assert status == 403 and body["title"] == "Client network not allowed" and "127.0.0.1" in body["detail"]
     status, headers, body = problem(expired)
     assert status == 401 and body["title"] == "Token expired" and headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_blocked_account_gets_402_through_the_gateway_until_unblocked(gateway, secret, customer):
+    """A spend cap reached or a failed payment (billing.Customer.calls_blocked) reaches the running
+    gateway through the change feed: every call is refused with its problem body, then let through again."""
+    port = gateway()
+    authorized = [("Authorization", f"Bearer {secret}")]
+    assert send(port, authorized)[0] == 200
+    for reason, title in [
+        (CallsBlocked.SPEND_CAP, "Spend cap reached"),
+        (CallsBlocked.PAYMENT_FAILED, "Payment failed"),
+    ]:
+        Customer.objects.filter(user=customer).update(calls_blocked=reason)
+        assert wait_for(lambda: json.loads(send(port, authorized)[2]).get("blocked") == reason, 5)
+        status, headers, body = send(port, authorized)
+        problem = json.loads(body)
+        assert status == 402 and headers["Content-Type"] == "application/problem+json"
+        assert problem["title"] == title and problem["status"] == 402
+    Customer.objects.filter(user=customer).update(calls_blocked=CallsBlocked.NO)
+    assert wait_for(lambda: send(port, authorized)[0] == 200, 5)
 
 
 def test_a_call_let_through_unchecked_is_marked_for_the_upstream(gateway, secret, customer):
