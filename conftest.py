@@ -1,4 +1,5 @@
-"""Fixtures shared by every app's tests: a customer, a second customer, a staff user."""
+"""Fixtures shared by every app's tests: a customer, a second customer (each with their personal
+organization), a staff user."""
 
 import pytest
 import redis
@@ -9,7 +10,7 @@ from django.db import connection
 from accounts.models import User
 from billing.models import EndpointLimit, Plan
 from billing.plans import seed_plans
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, customer_user
 from usage import forward_auth
 
 # localstripe and the fake Stripe in front of it, for the billing and browser tests.
@@ -62,12 +63,13 @@ def usage_store(db):
 
 @pytest.fixture
 def customer(db) -> User:
-    return User.objects.create_user("ada@example.com", PASSWORD)
+    """A customer as sign-up makes one: a user, owner of their personal organization."""
+    return customer_user("ada@example.com")
 
 
 @pytest.fixture
 def other_customer(db) -> User:
-    return User.objects.create_user("grace@example.com", PASSWORD)
+    return customer_user("grace@example.com")
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ from django.core.mail import send_mail
 from django.utils import timezone
 
 from accounts.forms import StaffAuthenticationForm
-from accounts.models import ApiToken, SupportMessage
+from accounts.models import ApiToken, AuditEvent, Membership, SupportMessage
 
 # /admin/login/ is throttled like /login/, with the same counters.
 admin.site.login_form = StaffAuthenticationForm
@@ -32,8 +32,8 @@ def revoke_tokens(modeladmin, request, queryset):
 
 class ApiTokenInline(admin.TabularInline):
     model = ApiToken
-    fields = ["name", "prefix", "created", "last_used", "revoked_at"]
-    readonly_fields = ["prefix", "created", "last_used"]
+    fields = ["name", "created_by", "prefix", "created", "last_used", "revoked_at"]
+    readonly_fields = ["created_by", "prefix", "created", "last_used"]
     extra = 0
     can_delete = False
     show_change_link = True
@@ -84,16 +84,59 @@ class SupportMessageAdmin(admin.ModelAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["name", "user", "prefix", "created", "last_used", "revoked_at"]
+    list_display = ["name", "organization", "created_by", "prefix", "created", "last_used", "revoked_at"]
     list_filter = [ActiveFilter, "created", "last_used"]
-    search_fields = ["name", "prefix", "user__email"]
-    list_select_related = ["user"]
+    search_fields = ["name", "prefix", "organization__name", "created_by__email"]
+    list_select_related = ["organization", "created_by"]
     # The restrictions are the customer's, set and validated on their Tokens page: shown here, not edited.
     restrictions = ["allowed_endpoints", "allowed_networks", "expires_on", "per_minute"]
-    fields = ["user", "name", "prefix", "created", "last_used", "revoked_at", *restrictions]
-    readonly_fields = ["user", "prefix", "created", "last_used", *restrictions]
+    fields = ["organization", "created_by", "name", "prefix", "created", "last_used", "revoked_at", *restrictions]
+    readonly_fields = ["organization", "created_by", "prefix", "created", "last_used", *restrictions]
     actions = [revoke_tokens]
     date_hierarchy = "created"
 
     def has_add_permission(self, request):
         return False  # tokens are created by their owner, who alone sees the secret
+
+
+class MembershipInline(admin.TabularInline):
+    """Members of an organization (on its page) or organizations of a user (on theirs)."""
+
+    model = Membership
+    fields = ["organization", "user", "role", "joined"]
+    readonly_fields = ["joined"]
+    autocomplete_fields = ["organization", "user"]
+    extra = 0
+
+
+class AuditEventInline(admin.TabularInline):
+    """The organization's latest audit events, read-only like the log itself."""
+
+    model = AuditEvent
+    fields = ["created", "action", "subject", "actor", "ip"]
+    readonly_fields = fields
+    ordering = ["-created", "-pk"]
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = True
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """Never editable: no add, change or delete here, and a trigger refuses any UPDATE."""
+
+    list_display = ["created", "organization", "action", "subject", "actor", "ip"]
+    list_filter = ["action", "created"]
+    search_fields = ["organization__name", "subject", "actor", "ip"]
+    list_select_related = ["organization"]
+    date_hierarchy = "created"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -10,7 +10,16 @@ from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
 from django.core.cache import cache
 from django.utils import timezone
 
-from accounts.models import ApiToken, SupportMessage, User, endpoint_pattern, network
+from accounts.models import (
+    ApiToken,
+    Invitation,
+    Membership,
+    Organization,
+    SupportMessage,
+    User,
+    endpoint_pattern,
+    network,
+)
 from core.proxy import client_ip
 
 
@@ -193,3 +202,39 @@ class SupportForm(forms.ModelForm):
         model = SupportMessage
         fields = ["subject", "message"]
         widgets = {"message": forms.Textarea(attrs={"rows": 6})}
+
+
+class OrganizationForm(forms.ModelForm):
+    class Meta:
+        model = Organization
+        fields = ["name"]
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("Give the organization a name.")
+        return name
+
+
+class InvitationForm(forms.ModelForm):
+    """An owner invites someone by e-mail, with a role."""
+
+    class Meta:
+        model = Invitation
+        fields = ["email", "role"]
+
+    def __init__(self, *args, organization: Organization, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.organization = organization
+
+    def clean_email(self) -> str:
+        email = User.objects.normalize_email(self.cleaned_data["email"]).lower()
+        if self.organization.members.filter(email=email).exists():
+            raise forms.ValidationError(f"{email} is already a member of {self.organization}.")
+        return email
+
+
+class RoleForm(forms.ModelForm):
+    class Meta:
+        model = Membership
+        fields = ["role"]

@@ -58,6 +58,79 @@ class User(AbstractUser):
     def __str__(self) -> str:
         return self.email
 
+    def default_organization(self) -> "Organization | None":
+        """The organization a session starts in: the first the user joined (their personal one)."""
+        membership = self.memberships.select_related("organization").first()  # ordered by joined
+        return membership.organization if membership else None
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "Owner"
+    DEVELOPER = "developer", "Developer"
+    BILLING = "billing", "Billing"
+    VIEWER = "viewer", "Viewer"
+
+
+# What each role may do (README, "Organizations"); views check it with accounts.organizations.permitted.
+PERMISSIONS = {
+    "usage": {Role.OWNER, Role.DEVELOPER, Role.BILLING, Role.VIEWER},
+    "tokens": {Role.OWNER, Role.DEVELOPER},
+    "billing": {Role.OWNER, Role.BILLING},
+    "members": {Role.OWNER},
+    "audit": {Role.OWNER},
+}
+
+
+class Organization(models.Model):
+    """Who buys API access: tokens, usage (the store's `account`), the Stripe customer and the plan
+    belong to it; users are its members. Signing up creates a personal one.
+
+    Staff deactivate an organization (is_active) to stop all its tokens at once.
+    """
+
+    name = models.CharField(max_length=100)
+    is_active = models.BooleanField(default=True, help_text="Inactive: every token of the organization is refused.")
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="organizations")
+
+    class Meta:
+        ordering = ["name", "pk"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def create_personal(cls, user: User) -> "Organization":
+        organization = cls.objects.create(name=user.email)
+        Membership.objects.create(organization=organization, user=user, role=Role.OWNER)
+        return organization
+
+    @property
+    def owners(self) -> models.QuerySet:
+        return self.memberships.filter(role=Role.OWNER)
+
+    def billing_emails(self) -> list[str]:
+        """Who hears about quotas and payments: the owners and billing members."""
+        roles = [Role.OWNER, Role.BILLING]
+        return list(self.memberships.filter(role__in=roles, user__is_active=True).values_list("user__email", flat=True))
+
+
+class Membership(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    joined = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["joined", "pk"]
+        constraints = [models.UniqueConstraint(fields=["organization", "user"], name="one_membership_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.organization} ({self.get_role_display()})"
+
+    def can(self, action: str) -> bool:
+        return self.role in PERMISSIONS[action]
+
 
 def token_hash_key() -> bytes:
     """TOKEN_HASH_KEY as a BLAKE2b key (64 bytes at most)."""
@@ -107,14 +180,18 @@ class ApiTokenQuerySet(models.QuerySet):
 
 
 class ApiToken(models.Model):
-    """A customer's key to the NLP API.
+    """An organization's key to the NLP API, and the member who created it.
 
     The secret is shown once at creation; only its keyed hash and a short
-    visible prefix are stored. Triggers of the usage app (its migration 0006)
-    watch this table and accounts_user for forward-auth; its recorder sets last_used.
+    visible prefix are stored. Triggers of the usage app (its migrations 0006,
+    0009) watch this table and accounts_organization for forward-auth; its
+    recorder sets last_used.
     """
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tokens")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="tokens")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="tokens_created"
+    )
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=20, unique=True, editable=False)
     digest = models.CharField(max_length=64, editable=False)
@@ -162,6 +239,16 @@ class ApiToken(models.Model):
     def is_restricted(self) -> bool:
         return bool(self.allowed_endpoints or self.allowed_networks or self.expires_on or self.per_minute)
 
+    def restrictions_text(self) -> str:
+        """The restrictions in one line (the audit log's record of a change)."""
+        parts = [
+            self.allowed_endpoints and f"endpoints {', '.join(self.allowed_endpoints)}",
+            self.allowed_networks and f"networks {', '.join(self.allowed_networks)}",
+            self.expires_on and f"expires after {self.expires_on:%Y-%m-%d}",
+            self.per_minute and f"{self.per_minute} calls per minute",
+        ]
+        return f"{self}: {'; '.join(part for part in parts if part) or 'none'}"
+
     @property
     def is_expired(self) -> bool:
         return self.expires_on is not None and self.expires_on < timezone.now().date()
@@ -172,9 +259,9 @@ class ApiToken(models.Model):
         return expiry_instant(self.expires_on) if self.expires_on else None
 
     @classmethod
-    def issue(cls, user, name: str, **restrictions) -> tuple["ApiToken", str]:
+    def issue(cls, organization: Organization, name: str, created_by=None, **restrictions) -> tuple["ApiToken", str]:
         """Create a token (with any restrictions); returns it with its secret, which is never stored."""
-        token = cls(user=user, name=name, **restrictions)
+        token = cls(organization=organization, name=name, created_by=created_by, **restrictions)
         secret = token._new_secret()
         token.save()
         return token, secret
@@ -225,3 +312,51 @@ class SupportMessage(models.Model):
 
     def __str__(self) -> str:
         return self.subject
+
+
+class Invitation(models.Model):
+    """An owner's invitation to join an organization with a role, e-mailed as a signed link
+    (accounts.organizations.invitation_link) that expires and is used once (accepted_at)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField("e-mail address")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    accepted_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.organization} ({self.get_role_display()})"
+
+
+class AuditEvent(models.Model):
+    """Something done in an organization: what, to what, by whom (their e-mail as it was; empty: our
+    system or Stripe), when, from which address. Never changed: a trigger refuses every UPDATE
+    (accounts migration 0004) and the admin shows them read-only."""
+
+    class Action(models.TextChoices):
+        TOKEN_CREATED = "token_created", "Token created"
+        TOKEN_ROTATED = "token_rotated", "Token rotated"
+        TOKEN_REVOKED = "token_revoked", "Token revoked"
+        RESTRICTIONS_CHANGED = "restrictions_changed", "Token restrictions changed"
+        MEMBER_INVITED = "member_invited", "Member invited"
+        MEMBER_JOINED = "member_joined", "Member joined"
+        MEMBER_REMOVED = "member_removed", "Member removed"
+        ROLE_CHANGED = "role_changed", "Role changed"
+        PLAN_CHANGED = "plan_changed", "Plan changed"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="audit_events")
+    action = models.CharField(max_length=30, choices=Action.choices)
+    subject = models.CharField(max_length=300, help_text="What it was done to, as it was then.")
+    actor = models.CharField(max_length=254, blank=True, help_text="The member's e-mail; empty: the system.")
+    ip = models.GenericIPAddressField("client address", null=True, blank=True)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()}: {self.subject}"

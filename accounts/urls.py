@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from accounts import views
+from accounts import organization_views, views
 from accounts.forms import PasswordChangeForm, PasswordResetForm, SetPasswordForm, ThrottledAuthenticationForm
 
 urlpatterns = [
@@ -31,4 +31,18 @@ urlpatterns = [
     path("tokens/<int:token_id>/rotate/", views.rotate_token, name="rotate_token"),
     path("tokens/<int:token_id>/revoke/", views.revoke_token, name="revoke_token"),
     path("tokens/<int:token_id>/restrictions/", views.token_restrictions, name="token_restrictions"),
+    path("organization/", organization_views.organization, name="organization"),
+    path("organization/invite/", organization_views.invite, name="invite"),
+    path(
+        "organization/invitations/<int:invitation_id>/cancel/",
+        organization_views.cancel_invitation,
+        name="cancel_invitation",
+    ),
+    path("organization/members/<int:membership_id>/role/", organization_views.change_role, name="change_role"),
+    path("organization/members/<int:membership_id>/remove/", organization_views.remove_member, name="remove_member"),
+    path("organization/leave/", organization_views.leave, name="leave_organization"),
+    path("organization/audit/", organization_views.audit_log, name="audit_log"),
+    path("organizations/", organization_views.organizations, name="organizations"),
+    path("organizations/switch/", organization_views.switch, name="switch_organization"),
+    path("invitations/<str:token>/", organization_views.invitation, name="invitation"),
 ]

@@ -9,7 +9,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.forms import SupportForm, TokenForm, TokenRestrictionsForm
-from accounts.models import ApiToken, SupportMessage, User
+from accounts.models import ApiToken, AuditEvent, SupportMessage, User
+from accounts.organizations import member_can, record
 
 
 @login_required
@@ -17,37 +18,44 @@ def account(request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "accounts/account.html")
 
 
-@login_required
+@member_can("tokens")
 def tokens(request: HttpRequest) -> HttpResponse:
     form = TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        token, secret = ApiToken.issue(request.user, **form.cleaned_data)
+        token, secret = ApiToken.issue(request.organization, created_by=request.user, **form.cleaned_data)
+        record(request, request.organization, AuditEvent.Action.TOKEN_CREATED, str(token))
         return _tokens_page(request, TokenForm(), issued=(token, secret))
     return _tokens_page(request, form)
 
 
-@login_required
+@member_can("tokens")
 @require_POST
 def rotate_token(request: HttpRequest, token_id: int) -> HttpResponse:
     token = _get_token(request, token_id)
-    return _tokens_page(request, TokenForm(), issued=(token, token.rotate()))
+    old = str(token)
+    secret = token.rotate()
+    record(request, request.organization, AuditEvent.Action.TOKEN_ROTATED, f"{old}, now {token.prefix}…")
+    return _tokens_page(request, TokenForm(), issued=(token, secret))
 
 
-@login_required
+@member_can("tokens")
 def token_restrictions(request: HttpRequest, token_id: int) -> HttpResponse:
     token = _get_token(request, token_id)
     form = TokenRestrictionsForm(request.POST or None, instance=token)
     if request.method == "POST" and form.is_valid():
         form.save()
+        record(request, request.organization, AuditEvent.Action.RESTRICTIONS_CHANGED, token.restrictions_text())
         messages.success(request, f"Restrictions of “{token.name}” saved. Calls obey them within seconds.")
         return redirect("tokens")
     return TemplateResponse(request, "accounts/token_restrictions.html", {"form": form, "token": token})
 
 
-@login_required
+@member_can("tokens")
 @require_POST
 def revoke_token(request: HttpRequest, token_id: int) -> HttpResponse:
-    _get_token(request, token_id).revoke()
+    token = _get_token(request, token_id)
+    token.revoke()
+    record(request, request.organization, AuditEvent.Action.TOKEN_REVOKED, str(token))
     if not request.htmx:
         return redirect("tokens")
     return _tokens_page(request, TokenForm())
@@ -84,14 +92,14 @@ def notify_staff(message: SupportMessage, admin_url: str) -> None:
 
 
 def _get_token(request: HttpRequest, token_id: int) -> ApiToken:
-    """One of the user's active tokens; 404 for anyone else's."""
-    return get_object_or_404(ApiToken.objects.active(), pk=token_id, user=request.user)
+    """One of the organization's active tokens; 404 for any other."""
+    return get_object_or_404(ApiToken.objects.active(), pk=token_id, organization=request.organization)
 
 
 def _tokens_page(request: HttpRequest, form: TokenForm, issued: tuple[ApiToken, str] | None = None) -> HttpResponse:
     context = {
         "form": form,
-        "tokens": request.user.tokens.all(),
+        "tokens": request.organization.tokens.select_related("created_by"),
         "issued_token": issued[0] if issued else None,
         "issued_secret": issued[1] if issued else None,
     }

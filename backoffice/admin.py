@@ -1,4 +1,5 @@
-"""The admin's customer page: a user with their billing, tokens, messages and usage (every app, so above them)."""
+"""The admin's customer page: an organization with its members, billing, tokens, audit log and usage
+(every app, so above them); a user's page lists their organizations and support messages."""
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
@@ -6,8 +7,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from accounts.admin import ApiTokenInline, SupportMessageInline
-from accounts.models import User
+from accounts.admin import ApiTokenInline, AuditEventInline, MembershipInline, SupportMessageInline
+from accounts.models import Organization, User
 from billing.admin import pretty_json, sync_customers
 from billing.models import Customer
 from usage.charts import UsageReport
@@ -28,8 +29,36 @@ class CustomerInline(admin.StackedInline):
 
 
 @admin.action(description="Sync from Stripe")
-def sync_users(modeladmin, request, queryset):
-    sync_customers(modeladmin, request, Customer.objects.filter(user__in=queryset))
+def sync_organizations(modeladmin, request, queryset):
+    sync_customers(modeladmin, request, Customer.objects.filter(organization__in=queryset))
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    ordering = ["-created"]
+    list_display = ["name", "is_active", "created"]
+    search_fields = ["name", "members__email"]
+    list_filter = ["is_active", "created"]
+    fields = ["name", "is_active", "created", "usage"]
+    readonly_fields = ["created", "usage"]
+    inlines = [MembershipInline, CustomerInline, ApiTokenInline, AuditEventInline]
+    actions = [sync_organizations]
+
+    def get_search_results(self, request, queryset, search_term):
+        results, _ = super().get_search_results(request, queryset, search_term)
+        return results.distinct(), False  # a search by members' e-mails matches once per member
+
+    @admin.display(description="Usage (30 days)")
+    def usage(self, organization):
+        if organization.pk is None:
+            return "-"
+        chart = UsageReport(RANGES["30d"], timezone.now(), organization.pk).charts()[0]
+        return format_html(
+            '<div>{}</div><p>{} calls. <a href="{}">Charts, table and CSV of this organization\'s calls</a></p>',
+            chart.svg(),
+            f"{chart.total:,}",
+            reverse("customer_usage", args=[organization.pk]),
+        )
 
 
 @admin.register(User)
@@ -43,19 +72,6 @@ class UserAdmin(BaseUserAdmin):
         ("Personal info", {"fields": ["first_name", "last_name"]}),
         ("Permissions", {"fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"]}),
         ("Dates", {"fields": ["last_login", "date_joined"]}),
-        ("Usage", {"fields": ["usage"]}),
     ]
-    readonly_fields = ["usage"]
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
-    inlines = [CustomerInline, ApiTokenInline, SupportMessageInline]
-    actions = [sync_users]
-
-    @admin.display(description="Usage (30 days)")
-    def usage(self, user):
-        chart = UsageReport(RANGES["30d"], timezone.now(), user.pk).charts()[0]
-        return format_html(
-            '<div>{}</div><p>{} calls. <a href="{}">Charts, table and CSV of this customer\'s calls</a></p>',
-            chart.svg(),
-            f"{chart.total:,}",
-            reverse("customer_usage", args=[user.pk]),
-        )
+    inlines = [MembershipInline, SupportMessageInline]

@@ -39,11 +39,11 @@ def record_reached(now: datetime) -> int:
     watched = {}
     for customer in Customer.objects.select_related("plan").exclude(alert_thresholds=[]):
         if quotas := quotas_of(customer):
-            watched[customer.user_id] = (customer, customer.billing_period(now)[0], quotas)
+            watched[customer.organization_id] = (customer, customer.billing_period(now)[0], quotas)
     if not watched:
         return 0
     recorded = 0
-    for row in period_use({user: start for user, (_, start, _) in watched.items()}).rows():
+    for row in period_use({account: start for account, (_, start, _) in watched.items()}).rows():
         customer, start, quotas = watched[row["account_id"]]
         for measure, quota in quotas.items():
             if measure == QuotaAlert.Measure.SPEND:
@@ -65,16 +65,16 @@ def record_reached(now: datetime) -> int:
 
 def send_pending() -> int:
     """E-mail the alerts not sent yet: one e-mail per customer, measure and period, for the highest threshold."""
-    pending = QuotaAlert.objects.filter(sent_at__isnull=True).select_related("customer__user", "customer__plan")
+    pending = QuotaAlert.objects.filter(sent_at__isnull=True).select_related("customer__organization", "customer__plan")
     sent = 0
     key = attrgetter("customer_id", "measure", "period_start")
     for _, group in groupby(sorted(pending, key=key), key=key):
         alerts = list(group)
         highest = max(alerts, key=lambda alert: alert.threshold)
         try:
-            send_mail(*message(highest), None, [highest.customer.user.email])
+            send_mail(*message(highest), None, highest.customer.organization.billing_emails())
         except OSError:  # the mail server: the next run tries again
-            log.exception("Quota alert to %s not sent", highest.customer.user)
+            log.exception("Quota alert to %s not sent", highest.customer.organization)
             continue
         QuotaAlert.objects.filter(pk__in=[alert.pk for alert in alerts]).update(sent_at=timezone.now())
         sent += 1
@@ -147,18 +147,18 @@ def apply_spend_caps(now: datetime) -> tuple[int, int]:
     starts = {}
     for customer in capped:
         start = customer.billing_period(now)[0]
-        starts[customer.user_id] = (customer, max(start, customer.metered_since or start))
+        starts[customer.organization_id] = (customer, max(start, customer.metered_since or start))
     words = (
         {row["account_id"]: row["words"] or 0 for row in period_use({u: s for u, (_, s) in starts.items()}).rows()}
         if starts
         else {}
     )
     blocked = unblocked = 0
-    for user_id, (customer, _) in starts.items():
+    for account, (customer, _) in starts.items():
         over = (
             customer.plan.metered
             and customer.spend_cap_cents is not None
-            and spend_cents(words.get(user_id, 0), customer) >= customer.spend_cap_cents
+            and spend_cents(words.get(account, 0), customer) >= customer.spend_cap_cents
         )
         if over and customer.calls_blocked == CallsBlocked.NO:
             blocked += Customer.objects.filter(pk=customer.pk, calls_blocked=CallsBlocked.NO).update(

@@ -191,8 +191,9 @@ def _prepare_database() -> str:
     from accounts.models import ApiToken, User
 
     customer = User.objects.get(email="demo@example.com")
-    token = ApiToken.objects.active().filter(user=customer, name="make run").first()
-    secret = token.rotate() if token else ApiToken.issue(customer, "make run")[1]
+    organization = customer.default_organization()
+    token = ApiToken.objects.active().filter(organization=organization, name="make run").first()
+    secret = token.rotate() if token else ApiToken.issue(organization, "make run", created_by=customer)[1]
     connections.close_all()  # the children have their own
     return secret
 

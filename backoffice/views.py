@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import login
-from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.loader import render_to_string
@@ -12,6 +12,8 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from accounts.forms import SignupForm
+from accounts.models import Organization
+from accounts.organizations import invitation_of, member_can
 from backoffice.quota_alerts import current_alerts
 from billing.customers import start_billing
 from billing.models import Customer, Plan
@@ -19,34 +21,42 @@ from usage.charts import quotas
 from usage.queries import allowed_and_refused, recent_refusals
 
 
-@login_required
+@member_can("usage")
 def dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    customer = Customer.objects.filter(user=request.user).first()
+    organization = request.organization
+    customer = Customer.objects.filter(organization=organization).first()
     context = {
-        "plan": Plan.objects.of(request.user),
+        "plan": Plan.objects.of(organization),
         "customer": customer,
         "quota_alerts": current_alerts(customer, now) if customer else [],
-        "quotas": quotas(request.user, now),
-        "today": allowed_and_refused(request.user.pk, midnight).rows()[0],
-        "refusals": recent_refusals(request.user.pk, now - timedelta(days=7)).rows(),
-        "tokens": request.user.tokens.active(),
+        "quotas": quotas(organization, now),
+        "today": allowed_and_refused(organization.pk, midnight).rows()[0],
+        "refusals": recent_refusals(organization.pk, now - timedelta(days=7)).rows(),
+        "tokens": organization.tokens.active(),
         "api_base_url": settings.API_BASE_URL,
     }
     return TemplateResponse(request, "dashboard.html", context)
 
 
 def signup(request: HttpRequest) -> HttpResponse:
-    """An account (accounts) with its billing started (billing)."""
+    """A user with their personal organization (accounts), its billing started (billing).
+
+    From an invitation link (?next=/invitations/...), the e-mail is the invitation's and the
+    new user lands on the invitation to accept it."""
     if request.user.is_authenticated:
         return redirect("dashboard")
-    form = SignupForm(request.POST or None)
+    next_url = request.GET.get("next", "")
+    invitation = invitation_of(next_url.removeprefix("/invitations/").rstrip("/")) if next_url else None
+    form = SignupForm(request.POST or None, initial={"email": invitation.email if invitation else ""})
     if request.method == "POST" and form.is_valid():
-        user = form.save()
-        start_billing(user)
+        with transaction.atomic():
+            user = form.save()
+            organization = Organization.create_personal(user)
+        start_billing(organization)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect("tokens")
+        return redirect(next_url if invitation else "tokens")
     return TemplateResponse(request, "accounts/signup.html", {"form": form})
 
 
@@ -72,7 +82,7 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
-    return error_page(403, request)
+    return error_page(403, request, str(exception) or None)  # a view's PermissionDenied says why
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -47,7 +47,7 @@ def setup_database() -> str:
     from bench.forward_auth_scale import populate
 
     populate(int(os.environ.get("BENCH_TOKENS", 1_000_000)))
-    from accounts.models import ApiToken, User
+    from accounts.models import ApiToken, Organization
     from billing.models import Customer, EndpointLimit, Plan
 
     huge = 10**9
@@ -57,10 +57,10 @@ def setup_database() -> str:
     EndpointLimit.objects.update_or_create(
         plan=plan, pattern="/v1/*/entities", window="minute", defaults={"quota": huge}
     )
-    user, _ = User.objects.get_or_create(email="bench@example.com")
-    Customer.objects.update_or_create(user=user, defaults={"plan": plan})
-    user.tokens.all().delete()
-    return ApiToken.issue(user, "bench")[1]
+    organization, _ = Organization.objects.get_or_create(name="bench")
+    Customer.objects.update_or_create(organization=organization, defaults={"plan": plan})
+    organization.tokens.all().delete()
+    return ApiToken.issue(organization, "bench")[1]
 
 
 def server_env() -> dict[str, str]:

@@ -46,24 +46,22 @@ def populate(total: int) -> None:
         have = cursor.fetchone()[0]
         if have >= total:
             return
-        cursor.execute("SELECT email, id FROM accounts_user WHERE email ~ '^bench[0-9]+@example.com$'")
-        ids = {int(email[5:].partition("@")[0]): user_id for email, user_id in cursor.fetchall()}
-        with cursor.copy(
-            "COPY accounts_user (password, is_superuser, email, is_staff, is_active, date_joined, "
-            "first_name, last_name) FROM STDIN"
-        ) as copy:
+        account_ids = "SELECT name, id FROM accounts_organization WHERE name ~ '^bench[0-9]+$'"
+        cursor.execute(account_ids)
+        ids = {int(name[5:]): organization_id for name, organization_id in cursor.fetchall()}
+        with cursor.copy("COPY accounts_organization (name, is_active, created) FROM STDIN") as copy:
             for account in range(len(ids), total // TOKENS_PER_ACCOUNT):
-                copy.write_row(["!", False, f"bench{account}@example.com", False, True, "2027-01-01", "", ""])
-        cursor.execute("SELECT email, id FROM accounts_user WHERE email ~ '^bench[0-9]+@example.com$'")
-        ids = {int(email[5:].partition("@")[0]): user_id for email, user_id in cursor.fetchall()}
-        with cursor.copy("COPY accounts_apitoken (user_id, name, prefix, digest, created) FROM STDIN") as copy:
+                copy.write_row([f"bench{account}", True, "2027-01-01"])
+        cursor.execute(account_ids)
+        ids = {int(name[5:]): organization_id for name, organization_id in cursor.fetchall()}
+        with cursor.copy("COPY accounts_apitoken (organization_id, name, prefix, digest, created) FROM STDIN") as copy:
             for i in range(have, total):
                 secret = secret_of(i)
                 copy.write_row(
                     [ids[i // TOKENS_PER_ACCOUNT], "bench", secret[:12], token_digest(secret, key).hex(), "2027-01-01"]
                 )
         cursor.execute("DELETE FROM forward_auth_change")  # the bulk load's own feed: nobody is reading it
-        cursor.execute("ANALYZE accounts_user, accounts_apitoken")
+        cursor.execute("ANALYZE accounts_organization, accounts_apitoken")
 
 
 def state_size(auth) -> int:

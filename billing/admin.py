@@ -49,21 +49,21 @@ def sync_customers(modeladmin, request, queryset):
             if customer.stripe_id:
                 sync(customer)
             else:
-                ensure_stripe_customer(customer.user)
+                ensure_stripe_customer(customer.organization)
             modeladmin.message_user(
-                request, f"{customer.user}: synced, plan {Customer.objects.get(pk=customer.pk).plan}."
+                request, f"{customer.organization}: synced, plan {Customer.objects.get(pk=customer.pk).plan}."
             )
         except stripe.StripeError as error:
-            modeladmin.message_user(request, f"{customer.user}: Stripe failed: {error}", messages.ERROR)
+            modeladmin.message_user(request, f"{customer.organization}: Stripe failed: {error}", messages.ERROR)
 
 
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
-    list_display = ["user", "plan", "stripe_id", "subscription_status", "current_period_end", "synced_at"]
+    list_display = ["organization", "plan", "stripe_id", "subscription_status", "current_period_end", "synced_at"]
     list_filter = ["plan"]
-    search_fields = ["user__email", "stripe_id"]
-    list_select_related = ["user", "plan"]
-    autocomplete_fields = ["user"]
+    search_fields = ["organization__name", "organization__members__email", "stripe_id"]
+    list_select_related = ["organization", "plan"]
+    autocomplete_fields = ["organization"]
     actions = [sync_customers]
     readonly_fields = [
         "stripe_id",
@@ -125,8 +125,8 @@ class WebhookEventAdmin(admin.ModelAdmin):
 class MeterReportAdmin(admin.ModelAdmin):
     list_display = ["customer", "hour", "sequence", "words", "reported_at", "identifier"]
     list_filter = ["reported_at"]
-    search_fields = ["customer__user__email", "identifier"]
-    list_select_related = ["customer__user"]
+    search_fields = ["customer__organization__name", "identifier"]
+    list_select_related = ["customer__organization"]
     readonly_fields = ["customer", "hour", "sequence", "words", "dated", "identifier", "reported_at"]
 
     def has_add_permission(self, request):
@@ -137,8 +137,8 @@ class MeterReportAdmin(admin.ModelAdmin):
 class QuotaAlertAdmin(admin.ModelAdmin):
     list_display = ["customer", "measure", "threshold", "used", "quota", "period_start", "reached_at", "sent_at"]
     list_filter = ["measure", "threshold", "sent_at"]
-    search_fields = ["customer__user__email"]
-    list_select_related = ["customer__user"]
+    search_fields = ["customer__organization__name"]
+    list_select_related = ["customer__organization"]
     readonly_fields = ["customer", "measure", "threshold", "period_start", "used", "quota", "reached_at", "sent_at"]
 
     def has_add_permission(self, request):

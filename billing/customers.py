@@ -13,6 +13,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.models import AuditEvent
+from accounts.organizations import record
 from billing.models import PAYING_STATUSES, CallsBlocked, Customer, Plan, moment, period_of
 from billing.stripe_client import enabled
 
@@ -21,34 +23,38 @@ log = logging.getLogger(__name__)
 INVOICES_KEPT = 12
 
 
-def customer_of(user) -> Customer:
-    customer, _ = Customer.objects.get_or_create(user=user, defaults={"plan": Plan.objects.default()})
+def customer_of(organization) -> Customer:
+    customer, _ = Customer.objects.get_or_create(organization=organization, defaults={"plan": Plan.objects.default()})
     return customer
 
 
-def start_billing(user) -> Customer:
+def start_billing(organization) -> Customer:
     """At sign-up: the Free plan, and the Stripe customer unless Stripe is out of reach (reconciliation retries)."""
     if enabled():
         try:
-            return ensure_stripe_customer(user)
+            return ensure_stripe_customer(organization)
         except stripe.StripeError as error:
-            log.warning("Stripe customer for %s not created at sign-up: %s", user, error)
-    return customer_of(user)
+            log.warning("Stripe customer for %s not created at sign-up: %s", organization, error)
+    return customer_of(organization)
 
 
-def ensure_stripe_customer(user) -> Customer:
-    """The user's Customer with its Stripe customer, created once.
+def ensure_stripe_customer(organization) -> Customer:
+    """The organization's Customer with its Stripe customer (e-mailed at its first owner), created once.
 
     Raises stripe.StripeError when Stripe is unreachable: sign-up goes on without
     it and reconciliation tries again. The idempotency key makes a retry (ours or
     the client's) return the customer the first attempt created.
     """
     with transaction.atomic():
-        customer = Customer.objects.select_for_update().get(pk=customer_of(user).pk)
+        customer = Customer.objects.select_for_update().get(pk=customer_of(organization).pk)
         if customer.stripe_id:
             return customer
+        owner = organization.owners.select_related("user").first()
         created = stripe.Customer.create(
-            email=user.email, metadata={"user_id": str(user.pk)}, idempotency_key=f"customer-for-user-{user.pk}"
+            email=owner.user.email if owner else None,
+            name=organization.name,
+            metadata={"organization_id": str(organization.pk)},
+            idempotency_key=f"customer-for-organization-{organization.pk}",
         )
         customer.stripe_id = created.id
         customer.stripe_customer = created.to_dict()
@@ -137,6 +143,10 @@ def apply_subscription(customer: Customer) -> None:
             customer.calls_blocked = CallsBlocked.NO  # spend caps are for pay-as-you-go only
     elif customer.metered_since is None or customer.plan_id != plan.pk:
         customer.metered_since = timezone.now()  # words used on an earlier plan are not billed per word
+    if customer.plan_id != plan.pk:  # by Stripe, whoever started it (Checkout, the Portal, a switch here)
+        status = (subscription or {}).get("status", "none")
+        change = f"{customer.plan} → {plan} (subscription: {status})"
+        record(None, customer.organization, AuditEvent.Action.PLAN_CHANGED, change)
     customer.plan = plan
 
 

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from accounts.models import endpoint_pattern, pattern_regex
+from accounts.models import Organization, endpoint_pattern, pattern_regex
 
 
 class Window(models.TextChoices):
@@ -31,9 +31,9 @@ class PlanQuerySet(models.QuerySet):
         """The plan of customers without a paid subscription (Free)."""
         return self.get(is_default=True)
 
-    def of(self, user) -> "Plan":
-        """The plan in effect for a user."""
-        customer = Customer.objects.filter(user=user).select_related("plan").first()
+    def of(self, organization) -> "Plan":
+        """The plan in effect for an organization."""
+        customer = Customer.objects.filter(organization=organization).select_related("plan").first()
         return customer.plan if customer else self.default()
 
 
@@ -43,9 +43,9 @@ def calendar_month(moment: datetime) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=calendar.monthrange(moment.year, moment.month)[1])
 
 
-def billing_period(user, now: datetime) -> tuple[datetime, datetime]:
-    """The user's current billing period: the subscription's while it runs, else the calendar month."""
-    customer = Customer.objects.filter(user=user).first()
+def billing_period(organization, now: datetime) -> tuple[datetime, datetime]:
+    """The organization's current billing period: the subscription's while it runs, else the calendar month."""
+    customer = Customer.objects.filter(organization=organization).first()
     return customer.billing_period(now) if customer else calendar_month(now)
 
 
@@ -131,11 +131,11 @@ def default_alert_thresholds() -> list[int]:
 
 
 class Customer(models.Model):
-    """A user's billing state: the Stripe customer and subscription as Stripe returned them (JSONB),
+    """An organization's billing state: the Stripe customer and subscription as Stripe returned them (JSONB),
     and what they imply here: the plan in effect and the current billing period. Triggers of the
     usage app (its migration 0006) watch this table, plans and endpoint limits for forward-auth."""
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="customer")
+    organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="customer")
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="customers")
     current_period_start = models.DateTimeField(null=True, blank=True)
     current_period_end = models.DateTimeField(null=True, blank=True)
@@ -176,7 +176,7 @@ class Customer(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user} ({self.plan})"
+        return f"{self.organization} ({self.plan})"
 
     def billing_period(self, now: datetime) -> tuple[datetime, datetime]:
         """The current billing period: the subscription's while it runs, else the calendar month."""
@@ -283,7 +283,7 @@ class MeterReport(models.Model):
 
     def __str__(self) -> str:
         late = f" (late, #{self.sequence})" if self.sequence else ""
-        return f"{self.customer.user} {self.hour:%Y-%m-%d %H:00} {self.words} words{late}"
+        return f"{self.customer.organization} {self.hour:%Y-%m-%d %H:00} {self.words} words{late}"
 
 
 class QuotaAlert(models.Model):
@@ -313,4 +313,4 @@ class QuotaAlert(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.customer.user} {self.measure} {self.threshold}% of {self.quota}"
+        return f"{self.customer.organization} {self.measure} {self.threshold}% of {self.quota}"

@@ -14,7 +14,7 @@ def checkout_url(customer: Customer, plan: Plan, success_url: str, cancel_url: s
         line_items=[{"price": plan.stripe_price_id, "quantity": 1}],
         success_url=success_url,
         cancel_url=cancel_url,
-        client_reference_id=str(customer.user_id),
+        client_reference_id=str(customer.organization_id),
     )
     return session.url
 

@@ -2,7 +2,7 @@
 
 import logging
 
-from accounts.models import User
+from accounts.models import Organization
 from billing.customers import ensure_stripe_customer, sync
 from billing.models import Customer, WebhookEvent
 from billing.webhooks import process
@@ -13,12 +13,12 @@ log = logging.getLogger(__name__)
 def reconcile() -> dict[str, int]:
     """Create missing Stripe customers, re-sync every customer, process events left unprocessed."""
     counts = {"created": 0, "synced": 0, "events": 0, "failed": 0}
-    for user in User.objects.filter(is_staff=False).exclude(customer__stripe_id__gt=""):
+    for organization in Organization.objects.exclude(customer__stripe_id__gt=""):
         try:
-            ensure_stripe_customer(user)
+            ensure_stripe_customer(organization)
             counts["created"] += 1
         except Exception:  # Stripe unreachable, or anything else: the next customers still go on
-            log.warning("Cannot create the Stripe customer of %s", user, exc_info=True)
+            log.warning("Cannot create the Stripe customer of %s", organization, exc_info=True)
             counts["failed"] += 1
     for customer in Customer.objects.exclude(stripe_id=""):
         try:

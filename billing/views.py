@@ -3,7 +3,6 @@ import logging
 import stripe
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -12,6 +11,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from accounts.organizations import member_can
 from billing.customers import customer_of, ensure_stripe_customer, sync
 from billing.forms import QuotaAlertsForm
 from billing.models import Plan
@@ -23,9 +23,9 @@ from core.json_bodies import Refused, parse_json, problem_response, read_body
 log = logging.getLogger(__name__)
 
 
-@login_required
+@member_can("billing")
 def billing_page(request: HttpRequest) -> HttpResponse:
-    customer = customer_of(request.user)
+    customer = customer_of(request.organization)
     if session_id := request.GET.get("session_id"):  # back from Checkout
         try:
             complete_checkout(customer, session_id)
@@ -36,10 +36,10 @@ def billing_page(request: HttpRequest) -> HttpResponse:
     return _billing_page(request, customer, QuotaAlertsForm(instance=customer))
 
 
-@login_required
+@member_can("billing")
 @require_POST
 def quota_alerts(request: HttpRequest) -> HttpResponse:
-    customer = customer_of(request.user)
+    customer = customer_of(request.organization)
     form = QuotaAlertsForm(request.POST, instance=customer)
     if not form.is_valid():
         return _billing_page(request, customer, form)
@@ -58,7 +58,7 @@ def _billing_page(request: HttpRequest, customer, alerts_form: QuotaAlertsForm) 
     return TemplateResponse(request, "billing/billing.html", context)
 
 
-@login_required
+@member_can("billing")
 @require_POST
 def choose_plan(request: HttpRequest, slug: str) -> HttpResponse:
     """A paid plan: Checkout for a first subscription, else a confirmation of the switch."""
@@ -80,7 +80,7 @@ def choose_plan(request: HttpRequest, slug: str) -> HttpResponse:
     return _leave_for(request, url)
 
 
-@login_required
+@member_can("billing")
 def confirm_plan(request: HttpRequest, slug: str) -> HttpResponse:
     """Switching between paid plans in the app: confirm, then the subscription changes, prorated."""
     plan = get_object_or_404(Plan.objects.exclude(stripe_price_id=""), slug=slug)
@@ -101,7 +101,7 @@ def confirm_plan(request: HttpRequest, slug: str) -> HttpResponse:
     return TemplateResponse(request, "billing/confirm.html", {"customer": customer, "plan": plan})
 
 
-@login_required
+@member_can("billing")
 @require_POST
 def portal(request: HttpRequest) -> HttpResponse:
     customer = _billable(request)
@@ -148,12 +148,12 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
 
 
 def _billable(request: HttpRequest):
-    """The user's customer with its Stripe customer (created now if sign-up could not); None if Stripe is out of reach."""
+    """The organization's customer with its Stripe customer (created now if sign-up could not); None if Stripe is out of reach."""
     if not enabled():
         messages.error(request, "Billing is not configured on this server.")
         return None
     try:
-        return ensure_stripe_customer(request.user)
+        return ensure_stripe_customer(request.organization)
     except stripe.StripeError:
         _stripe_unavailable(request)
         return None

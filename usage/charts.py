@@ -182,12 +182,12 @@ class UsageReport:
         ]
 
 
-def quotas(user, now: datetime) -> list[dict]:
+def quotas(organization, now: datetime) -> list[dict]:
     """Calls allowed so far against the plan's quotas (those it sets)."""
-    plan = Plan.objects.of(user)
-    period_start, period_end = billing_period(user, now)
+    plan = Plan.objects.of(organization)
+    period_start, period_end = billing_period(organization, now)
     hour = now.replace(minute=0, second=0, microsecond=0)
-    used = quota_use(user.pk, period_start, hour - timedelta(hours=23), hour).rows()[0]
+    used = quota_use(organization.pk, period_start, hour - timedelta(hours=23), hour).rows()[0]
     limits = [
         ("This billing period", f"until {period_end:%d %b %Y}", used["period"], plan.per_month),
         ("Last 24 hours", "rolling", used["day"], plan.per_day),

@@ -267,43 +267,46 @@ def load_plans() -> tuple[dict[int, PlanRules], PlanRules | None]:
 
 
 def load_credential(prefix: str) -> Credential | None:
-    """The active token with this prefix, of an active account; None if there is none."""
+    """The active token with this prefix, of an active organization; None if there is none."""
     row = (
         ApiToken.objects.active()
-        .filter(prefix=prefix, user__is_active=True)
+        .filter(prefix=prefix, organization__is_active=True)
         .values_list(
             "digest",
             "id",
-            "user_id",
-            "user__customer__plan_id",
-            "user__customer__current_period_start",
-            "user__customer__current_period_end",
+            "organization_id",
+            "created_by_id",
+            "organization__customer__plan_id",
+            "organization__customer__current_period_start",
+            "organization__customer__current_period_end",
             "allowed_endpoints",
             "allowed_networks",
             "expires_on",
             "per_minute",
-            "user__customer__calls_blocked",
+            "organization__customer__calls_blocked",
         )
         .first()
     )
     if row is None:
         return None
-    digest, token_id, user_id, plan_id, period_start, period_end, *restrictions, blocked = row
+    digest, token_id, organization_id, creator_id, plan_id, period_start, period_end, *restrictions, blocked = row
     period = (period_start.timestamp(), period_end.timestamp()) if period_start and period_end else None
+    creator = () if creator_id is None else (("X-User-Id", str(creator_id)),)  # None: that member was deleted
+    identity = (("X-Organization-Id", str(organization_id)), *creator, ("X-Token-Id", str(token_id)))
     return Credential(
         bytes.fromhex(digest),
         token_id,
-        user_id,
+        organization_id,
         plan_id,
         period,
-        (("X-User-Id", str(user_id)), ("X-Token-Id", str(token_id))),
+        identity,
         Restrictions.of(token_id, *restrictions),
         blocked or "",
     )
 
 
 # The change feed: triggers (usage migration 0006) add a row naming the token prefix for every
-# write that can change a credential (a token, its account, its customer's plan or period),
+# write that can change a credential (a token, its organization, its customer's plan or period),
 # and one without a prefix when plans change. Rows are read by transaction id: everything from
 # transactions that were still running at the last read (its snapshot's xmin) is read again, so
 # a change whose transaction commits late is never skipped. Applying a change twice is harmless.

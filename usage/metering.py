@@ -24,10 +24,10 @@ def report_words(now: datetime) -> int:
     # Hours that ended at least ten minutes ago: most calls' words have arrived; later ones are deltas.
     finished = (now - timedelta(minutes=10)).replace(minute=0, second=0, microsecond=0)
     metered = Customer.objects.filter(plan__metered=True, metered_since__isnull=False).exclude(stripe_id="")
-    customers = {customer.user_id: customer for customer in metered}
+    customers = {customer.organization_id: customer for customer in metered}
     since = finished - timedelta(days=30)  # Stripe takes events up to 35 days old
     rows = words_per_hour(
-        {user: customer.metered_since for user, customer in customers.items()}, since, finished
+        {account: customer.metered_since for account, customer in customers.items()}, since, finished
     ).rows()
     reported = {
         (r["customer_id"], r["hour"]): r

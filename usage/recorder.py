@@ -45,7 +45,7 @@ class UsageEvent(NamedTuple):
     """One API call as recorded: api_calls' columns, in order."""
 
     time: float  # Unix timestamp
-    account: int  # the user whose token it was (api_calls.account_id)
+    account: int  # the organization whose token it was (api_calls.account_id)
     token: int | None
     endpoint: str
     method: str

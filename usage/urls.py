@@ -9,6 +9,6 @@ urlpatterns = [
     path("usage/", views.usage_page, name="usage"),
     path("usage/export.csv", views.usage_csv, name="usage_csv"),
     path("staff/usage/", views.usage_overview, name="usage_overview"),
-    path("staff/usage/<int:user_id>/", views.customer_usage_page, name="customer_usage"),
-    path("staff/usage/<int:user_id>/export.csv", views.customer_usage_csv, name="customer_usage_csv"),
+    path("staff/usage/<int:organization_id>/", views.customer_usage_page, name="customer_usage"),
+    path("staff/usage/<int:organization_id>/export.csv", views.customer_usage_csv, name="customer_usage_csv"),
 ]

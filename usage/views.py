@@ -3,35 +3,35 @@
 import csv
 
 from django.contrib.admin.views.decorators import staff_member_required
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Organization
+from accounts.organizations import member_can
 from usage.charts import UsageReport, quotas
 from usage.queries import DEFAULT_RANGE, RANGES, totals
 
 
-@login_required
+@member_can("usage")
 def usage_page(request: HttpRequest) -> HttpResponse:
-    return _usage_page(request, request.user)
+    return _usage_page(request, request.organization)
 
 
-@login_required
+@member_can("usage")
 def usage_csv(request: HttpRequest) -> HttpResponse:
-    return _usage_csv(request, request.user)
+    return _usage_csv(request, request.organization)
 
 
 @staff_member_required
-def customer_usage_page(request: HttpRequest, user_id: int) -> HttpResponse:
-    return _usage_page(request, get_object_or_404(User, pk=user_id))
+def customer_usage_page(request: HttpRequest, organization_id: int) -> HttpResponse:
+    return _usage_page(request, get_object_or_404(Organization, pk=organization_id))
 
 
 @staff_member_required
-def customer_usage_csv(request: HttpRequest, user_id: int) -> HttpResponse:
-    return _usage_csv(request, get_object_or_404(User, pk=user_id))
+def customer_usage_csv(request: HttpRequest, organization_id: int) -> HttpResponse:
+    return _usage_csv(request, get_object_or_404(Organization, pk=organization_id))
 
 
 @staff_member_required
@@ -43,11 +43,11 @@ def usage_overview(request: HttpRequest) -> HttpResponse:
     report = UsageReport(range_, timezone.now())
     window = (report.buckets[0], range_.bucket_end(report.buckets[-1]))
     top = totals(range_, "account", *window, limit=10).rows()
-    emails = dict(User.objects.filter(pk__in=[row["account_id"] for row in top]).values_list("pk", "email"))
+    names = dict(Organization.objects.filter(pk__in=[row["account_id"] for row in top]).values_list("pk", "name"))
     context = {
         "report": report,
         "ranges": RANGES.values(),
-        "top": [{**row, "email": emails.get(row["account_id"], f"#{row['account_id']}")} for row in top],
+        "top": [{**row, "name": names.get(row["account_id"], f"#{row['account_id']}")} for row in top],
         "endpoints": totals(range_, "endpoint", *window).rows(),
     }
     return TemplateResponse(request, "usage/overview.html", context)
@@ -62,7 +62,7 @@ def _bad_range(request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "error.html", {"title": "Bad request", "message": message}, status=400)
 
 
-def _usage_page(request: HttpRequest, account: User) -> HttpResponse:
+def _usage_page(request: HttpRequest, account: Organization) -> HttpResponse:
     range_ = _range(request)
     if range_ is None:
         return _bad_range(request)
@@ -76,7 +76,7 @@ def _usage_page(request: HttpRequest, account: User) -> HttpResponse:
     return TemplateResponse(request, "usage/usage.html", context)
 
 
-def _usage_csv(request: HttpRequest, account: User) -> HttpResponse:
+def _usage_csv(request: HttpRequest, account: Organization) -> HttpResponse:
     range_ = _range(request)
     if range_ is None:
         return HttpResponse(f"Unknown range; use one of {', '.join(RANGES)}.", status=400, content_type="text/plain")

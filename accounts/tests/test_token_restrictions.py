@@ -20,12 +20,12 @@ RESTRICTIONS = {
 
 @pytest.fixture
 def token(customer) -> ApiToken:
-    return ApiToken.issue(customer, "laptop")[0]
+    return ApiToken.issue(customer.default_organization(), "laptop")[0]
 
 
 def test_a_token_is_created_with_its_restrictions_and_the_list_shows_them(customer_client, customer):
     response = customer_client.post(reverse("tokens"), {"name": "ci", **RESTRICTIONS}, **HTMX)
-    token = customer.tokens.get()
+    token = customer.default_organization().tokens.get()
     assert token.allowed_endpoints == ["/v1/*/entities", "/v1/en/summarization"]
     assert token.allowed_networks == ["203.0.113.0/24", "2001:db8::/32"]  # in normal form
     assert token.expires_on == TODAY + timedelta(days=30) and token.per_minute == 5
@@ -60,12 +60,12 @@ def test_bad_restrictions_are_field_errors_and_no_token_is_made(customer_client,
     assert response.status_code == 200
     assert error in " ".join(response.context_data["form"].errors[field])
     assert '<details class="restrictions" open>' in response.content.decode()  # the errors are in view
-    assert not customer.tokens.exists()
+    assert not customer.default_organization().tokens.exists()
 
 
 def test_an_expiry_of_today_is_accepted_it_is_the_last_day(customer_client, customer):
     customer_client.post(reverse("tokens"), {"name": "ci", "expires_on": TODAY.isoformat()}, **HTMX)
-    assert customer.tokens.get().expires_on == TODAY
+    assert customer.default_organization().tokens.get().expires_on == TODAY
 
 
 def test_the_restrictions_page_edits_them_and_returns_to_the_list(customer_client, token):

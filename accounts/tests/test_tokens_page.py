@@ -9,13 +9,13 @@ from tests.helpers import HTMX, authenticates
 
 @pytest.fixture
 def token(customer) -> ApiToken:
-    return ApiToken.issue(customer, "laptop")[0]
+    return ApiToken.issue(customer.default_organization(), "laptop")[0]
 
 
 def test_creating_a_token_shows_its_secret_once(customer_client, customer, caplog):
     caplog.set_level(logging.DEBUG)
     response = customer_client.post(reverse("tokens"), {"name": "production"}, **HTMX)
-    token = customer.tokens.get()
+    token = customer.default_organization().tokens.get()
     secret = response.context_data["issued_secret"]
     assert token.name == "production" and authenticates(secret)
     assert secret in response.content.decode()
@@ -33,13 +33,13 @@ def test_a_token_needs_a_name(customer_client, customer):
     response = customer_client.post(reverse("tokens"), {"name": "   "}, **HTMX)
     assert response.status_code == 200
     assert "This field is required." in response.content.decode()
-    assert not customer.tokens.exists()
+    assert not customer.default_organization().tokens.exists()
 
 
 def test_a_too_long_name_is_a_field_error_not_a_crash(customer_client, customer):
     response = customer_client.post(reverse("tokens"), {"name": "x" * 500})
     assert "Ensure this value has at most 100 characters" in response.content.decode()
-    assert not customer.tokens.exists()
+    assert not customer.default_organization().tokens.exists()
 
 
 def test_revoking_a_token_over_htmx_returns_the_updated_list(customer_client, token):

@@ -12,11 +12,13 @@ def test_a_new_customer_is_told_what_to_do_first(customer_client):
 
 
 def test_the_dashboard_shows_plan_calls_today_quotas_and_refusals(customer_client, customer, tmp_path, usage_store):
-    ApiToken.issue(customer, "t")
+    ApiToken.issue(customer.default_organization(), "t")
     now = timezone.now().timestamp()
     recorder = UsageRecorder(journal_dir=tmp_path)
     for i, status in enumerate([200, 200, 200, 429]):
-        recorder.record((now, customer.pk, None, "/v1/en/entities", "POST", status, f"d{i}", False))
+        recorder.record(
+            (now, customer.default_organization().pk, None, "/v1/en/entities", "POST", status, f"d{i}", False)
+        )
     assert recorder.flush()
     html = customer_client.get(reverse("dashboard")).content.decode()
     assert "Get started" not in html and "Free" in html

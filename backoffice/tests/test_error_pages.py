@@ -56,7 +56,7 @@ def test_a_form_without_its_csrf_token_is_a_403_page_saying_to_reload(customer):
     response = client.post(reverse("tokens"), {"name": "laptop"})
     assert response.status_code == 403
     assert "Reload the page and send it again." in in_layout(response)
-    assert not customer.tokens.exists()
+    assert not customer.default_organization().tokens.exists()
 
 
 def test_a_bad_request_is_a_400_page_in_the_layout(client, db):

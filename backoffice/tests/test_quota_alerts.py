@@ -24,10 +24,14 @@ def calls(customer, tmp_path, usage_store):
         now = timezone.now().timestamp()
         for _ in range(n):
             request_id = f"q{next(made)}"
-            recorder.record((now, customer.pk, None, "/v1/en/entities", "POST", 200, request_id, False))
+            recorder.record(
+                (now, customer.default_organization().pk, None, "/v1/en/entities", "POST", 200, request_id, False)
+            )
             if words:
                 Quantity.objects.create(request_id=request_id, words=words, characters=1)
-        recorder.record((now, customer.pk, None, "/v1/en/entities", "POST", 429, f"q{next(made)}", False))
+        recorder.record(
+            (now, customer.default_organization().pk, None, "/v1/en/entities", "POST", 429, f"q{next(made)}", False)
+        )
         assert recorder.flush()
 
     return make
@@ -37,7 +41,7 @@ def calls(customer, tmp_path, usage_store):
 def small_quota(customer) -> Customer:
     """The customer on Free, whose quota is 10 calls per period."""
     Plan.objects.filter(is_default=True).update(per_month=10)
-    return customer_of(customer)
+    return customer_of(customer.default_organization())
 
 
 def send_alerts() -> None:
@@ -97,7 +101,7 @@ def test_a_customer_without_thresholds_gets_no_alert(small_quota, calls):
 
 
 def test_pay_as_you_go_words_are_alerted_against_the_customers_budget(customer, calls):
-    Customer.objects.filter(pk=customer_of(customer).pk).update(
+    Customer.objects.filter(pk=customer_of(customer.default_organization()).pk).update(
         plan=Plan.objects.get(slug="payg"), words_alert_quota=1000, alert_thresholds=[50]
     )
     calls(2, words=300)  # 600 words of 1,000; Pay-as-you-go sets no calls per period
@@ -111,9 +115,9 @@ def test_the_customer_sets_thresholds_on_the_billing_page(customer_client, custo
     assert 'value="80, 100"' in html and "Words per billing period" not in html  # words: pay-as-you-go only
     response = customer_client.post(reverse("quota_alerts"), {"alert_thresholds": "90, 50%, 90"})
     assert response.status_code == 302
-    assert Customer.objects.get(user=customer).alert_thresholds == [50, 90]
+    assert Customer.objects.get(organization=customer.default_organization()).alert_thresholds == [50, 90]
     customer_client.post(reverse("quota_alerts"), {"alert_thresholds": ""})
-    assert Customer.objects.get(user=customer).alert_thresholds == []
+    assert Customer.objects.get(organization=customer.default_organization()).alert_thresholds == []
 
 
 @pytest.mark.parametrize("value", ["0", "101", "80, abc", "-5", "1,2,3,4,5,6"])
@@ -122,68 +126,74 @@ def test_thresholds_outside_1_to_100_get_a_field_error(customer_client, customer
     html = response.content.decode()
     assert response.status_code == 200 and 'class="errorlist' in html
     assert "from 1 to 100" in html or "At most 5" in html
-    assert Customer.objects.get(user=customer).alert_thresholds == [80, 100]
+    assert Customer.objects.get(organization=customer.default_organization()).alert_thresholds == [80, 100]
 
 
 def test_a_pay_as_you_go_customer_sets_a_positive_words_budget(customer_client, customer):
-    Customer.objects.filter(pk=customer_of(customer).pk).update(plan=Plan.objects.get(slug="payg"))
+    Customer.objects.filter(pk=customer_of(customer.default_organization()).pk).update(
+        plan=Plan.objects.get(slug="payg")
+    )
     response = customer_client.post(reverse("quota_alerts"), {"alert_thresholds": "80", "words_alert_quota": "-1"})
     assert 'class="errorlist' in response.content.decode()
     customer_client.post(reverse("quota_alerts"), {"alert_thresholds": "80", "words_alert_quota": "50000"})
-    assert Customer.objects.get(user=customer).words_alert_quota == 50_000
+    assert Customer.objects.get(organization=customer.default_organization()).words_alert_quota == 50_000
 
 
 def test_the_job_blocks_pay_as_you_go_calls_at_the_spend_cap_and_unblocks_under_it(customer, calls):
     payg = Plan.objects.get(slug="payg")
     assert payg.cents_per_1000_words == 50  # $0.50 per 1,000 words
-    Customer.objects.filter(pk=customer_of(customer).pk).update(plan=payg, spend_cap_cents=100, alert_thresholds=[])
+    Customer.objects.filter(pk=customer_of(customer.default_organization()).pk).update(
+        plan=payg, spend_cap_cents=100, alert_thresholds=[]
+    )
     calls(2, words=600)  # 1,200 words: $0.60 of $1.00
     send_alerts()
-    assert Customer.objects.get(user=customer).calls_blocked == ""
+    assert Customer.objects.get(organization=customer.default_organization()).calls_blocked == ""
     calls(2, words=500)  # 2,200 words: $1.10
     send_alerts()
-    assert Customer.objects.get(user=customer).calls_blocked == "spend_cap"
-    Customer.objects.filter(user=customer).update(spend_cap_cents=200)  # a raised cap
+    assert Customer.objects.get(organization=customer.default_organization()).calls_blocked == "spend_cap"
+    Customer.objects.filter(organization=customer.default_organization()).update(spend_cap_cents=200)  # a raised cap
     send_alerts()
-    assert Customer.objects.get(user=customer).calls_blocked == ""
-    Customer.objects.filter(user=customer).update(spend_cap_cents=110)  # reached exactly
+    assert Customer.objects.get(organization=customer.default_organization()).calls_blocked == ""
+    Customer.objects.filter(organization=customer.default_organization()).update(spend_cap_cents=110)  # reached exactly
     send_alerts()
-    assert Customer.objects.get(user=customer).calls_blocked == "spend_cap"
-    Customer.objects.filter(user=customer).update(spend_cap_cents=None)  # no cap
+    assert Customer.objects.get(organization=customer.default_organization()).calls_blocked == "spend_cap"
+    Customer.objects.filter(organization=customer.default_organization()).update(spend_cap_cents=None)  # no cap
     send_alerts()
-    assert Customer.objects.get(user=customer).calls_blocked == ""
+    assert Customer.objects.get(organization=customer.default_organization()).calls_blocked == ""
 
 
 def test_the_spend_cap_job_leaves_a_payment_failed_block_alone(customer, calls):
-    Customer.objects.filter(pk=customer_of(customer).pk).update(
+    Customer.objects.filter(pk=customer_of(customer.default_organization()).pk).update(
         plan=Plan.objects.get(slug="payg"), spend_cap_cents=1000, calls_blocked="payment_failed"
     )
     calls(1, words=10)
     send_alerts()
-    assert Customer.objects.get(user=customer).calls_blocked == "payment_failed"
+    assert Customer.objects.get(organization=customer.default_organization()).calls_blocked == "payment_failed"
 
 
 def test_a_pay_as_you_go_customer_sets_a_positive_spend_cap(customer_client, customer):
     assert "Spend cap" not in customer_client.get(reverse("billing")).content.decode()  # pay-as-you-go only
-    Customer.objects.filter(pk=customer_of(customer).pk).update(plan=Plan.objects.get(slug="payg"))
+    Customer.objects.filter(pk=customer_of(customer.default_organization()).pk).update(
+        plan=Plan.objects.get(slug="payg")
+    )
     for value in ("-5", "0", "abc"):
         response = customer_client.post(reverse("quota_alerts"), {"alert_thresholds": "80", "spend_cap": value})
         html = response.content.decode()
         assert response.status_code == 200 and 'class="errorlist' in html
-        assert Customer.objects.get(user=customer).spend_cap_cents is None
+        assert Customer.objects.get(organization=customer.default_organization()).spend_cap_cents is None
     assert (
         "A spend cap is a positive amount"
         in customer_client.post(reverse("quota_alerts"), {"alert_thresholds": "80", "spend_cap": "0"}).content.decode()
     )
     customer_client.post(reverse("quota_alerts"), {"alert_thresholds": "80", "spend_cap": "12.50"})
-    assert Customer.objects.get(user=customer).spend_cap_cents == 1250
+    assert Customer.objects.get(organization=customer.default_organization()).spend_cap_cents == 1250
     assert 'value="12.50"' in customer_client.get(reverse("billing")).content.decode()
     customer_client.post(reverse("quota_alerts"), {"alert_thresholds": "80", "spend_cap": ""})
-    assert Customer.objects.get(user=customer).spend_cap_cents is None
+    assert Customer.objects.get(organization=customer.default_organization()).spend_cap_cents is None
 
 
 def test_the_billing_page_says_calls_are_blocked_at_the_spend_cap(customer_client, customer):
-    Customer.objects.filter(pk=customer_of(customer).pk).update(
+    Customer.objects.filter(pk=customer_of(customer.default_organization()).pk).update(
         plan=Plan.objects.get(slug="payg"), spend_cap_cents=100, calls_blocked="spend_cap"
     )
     html = customer_client.get(reverse("billing")).content.decode()
@@ -191,16 +201,16 @@ def test_the_billing_page_says_calls_are_blocked_at_the_spend_cap(customer_clien
 
 
 def test_the_spend_cap_is_alerted_before_it_blocks(customer, calls, customer_client):
-    Customer.objects.filter(pk=customer_of(customer).pk).update(
+    Customer.objects.filter(pk=customer_of(customer.default_organization()).pk).update(
         plan=Plan.objects.get(slug="payg"), spend_cap_cents=100, alert_thresholds=[80, 100]
     )
     calls(2, words=800)  # 1,600 words: $0.80 of $1.00
     send_alerts()
     assert [m.subject for m in mail.outbox] == ["You have used 80% of your spend cap"]
     assert "$0.80 of your spend cap of $1.00" in mail.outbox[0].body
-    assert Customer.objects.get(user=customer).calls_blocked == ""
+    assert Customer.objects.get(organization=customer.default_organization()).calls_blocked == ""
     assert "80% of your spend cap reached: $0.80 of $1.00" in customer_client.get(reverse("dashboard")).content.decode()
     calls(1, words=400)  # $1.00
     send_alerts()
     assert mail.outbox[-1].subject == "You have reached your spend cap: API calls are blocked"
-    assert Customer.objects.get(user=customer).calls_blocked == "spend_cap"
+    assert Customer.objects.get(organization=customer.default_organization()).calls_blocked == "spend_cap"

@@ -19,7 +19,7 @@ def failing_payment(user) -> Customer:
     localstripe charges a new invoice at once when the price's interval changes,
     so the customer moves to a yearly Starter price (Starter's price here).
     """
-    customer = ensure_stripe_customer(user)
+    customer = ensure_stripe_customer(user.default_organization())
     subscription = subscribe(customer, "price_starter_monthly")
     stripe.Plan.create(id="price_starter_yearly", amount=29000, currency="usd", interval="year", product={"name": "y"})
     Plan.objects.filter(slug="starter").update(stripe_price_id="price_starter_yearly")

@@ -86,7 +86,7 @@ def test_the_failure_dates_from_the_oldest_invoice_still_owed(stripe_server, cus
 
 
 def test_a_paying_customer_is_told_nothing(customer_client, stripe_server, customer):
-    billing = ensure_stripe_customer(customer)
+    billing = ensure_stripe_customer(customer.default_organization())
     subscribe(billing, "price_starter_monthly")
     sync(billing)
     assert billing.payment_failed_since is None

@@ -55,10 +55,13 @@ def event(event_id: str, type_: str, obj: dict) -> dict:
 
 def test_sign_up_creates_the_stripe_customer_and_caches_its_json(client, db, stripe_server):
     user = sign_up(client)
-    customer = user.customer
+    organization = user.default_organization()
+    customer = organization.customer
     assert customer.stripe_id.startswith("cus_")
-    assert customer.stripe_customer["email"] == "new@example.com"
-    assert customer.stripe_customer["metadata"] == {"user_id": str(user.pk)}
+    assert (
+        customer.stripe_customer["email"] == "new@example.com" and customer.stripe_customer["name"] == "new@example.com"
+    )
+    assert customer.stripe_customer["metadata"] == {"organization_id": str(organization.pk)}
     assert customer.plan == Plan.objects.default()
     assert stripe.Customer.retrieve(customer.stripe_id).email == "new@example.com"
 
@@ -67,11 +70,12 @@ def test_sign_up_succeeds_while_stripe_is_down_and_reconciliation_creates_one_cu
     client, db, stripe_down, request
 ):
     user = sign_up(client)
-    assert user.customer.stripe_id == "" and user.customer.plan == Plan.objects.default()
+    customer = user.default_organization().customer
+    assert customer.stripe_id == "" and customer.plan == Plan.objects.default()
     request.getfixturevalue("stripe_server")  # Stripe is back
     reconcile()
     reconcile()
-    customer = Customer.objects.get(user=user)
+    customer = Customer.objects.get(organization=user.default_organization())
     assert customer.stripe_id
     emails = [c.email for c in stripe.Customer.list(limit=100).auto_paging_iter()]
     assert emails.count(user.email) == 1
@@ -81,7 +85,7 @@ def test_sign_up_succeeds_while_stripe_is_down_and_reconciliation_creates_one_cu
 
 
 def test_a_subscription_event_applies_the_paid_plan(client, stripe_server, customer):
-    stripe_customer = ensure_stripe_customer(customer)
+    stripe_customer = ensure_stripe_customer(customer.default_organization())
     subscription = subscribe(stripe_customer, "price_starter_monthly")
     response = client.post(WEBHOOK, **signed(event("evt_1", "customer.subscription.created", subscription)))
     assert response.status_code == 200
@@ -96,7 +100,7 @@ def test_a_subscription_event_applies_the_paid_plan(client, stripe_server, custo
 
 
 def test_an_event_delivered_twice_is_processed_once(client, stripe_server, customer):
-    stripe_customer = ensure_stripe_customer(customer)
+    stripe_customer = ensure_stripe_customer(customer.default_organization())
     payload = event("evt_twice", "customer.updated", {"object": "customer", "id": stripe_customer.stripe_id})
     assert client.post(WEBHOOK, **signed(payload)).status_code == 200
     first_sync = Customer.objects.get(pk=stripe_customer.pk).synced_at
@@ -106,7 +110,7 @@ def test_an_event_delivered_twice_is_processed_once(client, stripe_server, custo
 
 
 def test_events_out_of_order_leave_the_current_state(client, stripe_server, customer):
-    stripe_customer = ensure_stripe_customer(customer)
+    stripe_customer = ensure_stripe_customer(customer.default_organization())
     subscription = subscribe(stripe_customer, "price_pro_monthly")
     created = event("evt_a", "customer.subscription.created", subscription)
     stripe.Subscription.cancel(subscription["id"])
@@ -187,7 +191,7 @@ def test_unknown_event_types_are_acknowledged_and_ignored(client, db, stripe_ser
 
 
 def test_an_event_that_cannot_be_processed_waits_for_reconciliation(client, stripe_server, customer, settings):
-    stripe_customer = ensure_stripe_customer(customer)
+    stripe_customer = ensure_stripe_customer(customer.default_organization())
     subscription = subscribe(stripe_customer, "price_starter_monthly")
     settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # Stripe unreachable while the event arrives
     configure()
@@ -206,7 +210,7 @@ def test_an_event_that_cannot_be_processed_waits_for_reconciliation(client, stri
 
 
 def test_an_event_failing_for_any_reason_is_recorded_and_the_others_are_processed(stripe_server, customer):
-    stripe_customer = ensure_stripe_customer(customer)
+    stripe_customer = ensure_stripe_customer(customer.default_organization())
     subscription = subscribe(stripe_customer, "price_starter_monthly")
     odd = {"id": "evt_odd", "type": "customer.updated"}  # say, stored by an older version, without its data
     for stored in [odd, event("evt_fine", "customer.subscription.created", subscription)]:
@@ -239,7 +243,7 @@ def webhooks_to_live_server(live_server, localstripe):
 
 @pytest.mark.django_db(transaction=True)
 def test_localstripe_delivers_signed_webhooks_to_the_live_endpoint(webhooks_to_live_server, stripe_server, customer):
-    stripe_customer = ensure_stripe_customer(customer)
+    stripe_customer = ensure_stripe_customer(customer.default_organization())
     subscribe(stripe_customer, "price_pro_monthly")  # localstripe sends customer.subscription.created about 1 s later
     created = WebhookEvent.objects.filter(type="customer.subscription.created", processed_at__isnull=False)
     deadline = time.monotonic() + 15
@@ -255,10 +259,10 @@ def test_localstripe_delivers_signed_webhooks_to_the_live_endpoint(webhooks_to_l
 
 
 def test_a_downgrade_reaches_the_forward_auth_limits(client, stripe_server, customer):
-    stripe_customer = ensure_stripe_customer(customer)
+    stripe_customer = ensure_stripe_customer(customer.default_organization())
     subscription = subscribe(stripe_customer, "price_starter_monthly")
     sync(stripe_customer)
-    secret = ApiToken.issue(customer, "t")[1]
+    secret = ApiToken.issue(customer.default_organization(), "t")[1]
     auth = ForwardAuth(MemoryCounters(), fail_open=False, refresh_seconds=0, lease_ttl=30, recorder=UsageRecorder())
     auth.refresh()
     assert dict(auth.answer({"HTTP_AUTHORIZATION": f"Bearer {secret}"}).headers)["X-Plan"] == "starter"
@@ -282,19 +286,21 @@ def test_the_first_paid_plan_goes_through_checkout_and_applies_on_return(custome
     session = stripe_server.complete_checkout(response["Location"].rsplit("/", 1)[1])
     back = customer_client.get(session["success_url"].replace("http://testserver", ""))
     assert back.status_code == 302
-    assert Customer.objects.get(user=customer).plan.slug == "starter"
+    assert Customer.objects.get(organization=customer.default_organization()).plan.slug == "starter"
     html = customer_client.get(reverse("billing")).content.decode()
     assert "Your plan: Starter" in html and "Welcome to Starter" in html
 
 
 def test_switching_between_paid_plans_is_confirmed_then_prorated(customer_client, stripe_server, customer):
-    stripe_customer = ensure_stripe_customer(customer)
+    stripe_customer = ensure_stripe_customer(customer.default_organization())
     subscribe(stripe_customer, "price_starter_monthly")
     sync(stripe_customer)
     response = customer_client.post(reverse("choose_plan", args=["pro"]))
     assert response["Location"] == reverse("confirm_plan", args=["pro"])
     assert "Switch to Pro now" in customer_client.get(response["Location"]).content.decode()
-    assert Customer.objects.get(user=customer).plan.slug == "starter"  # nothing changes before confirming
+    assert (
+        Customer.objects.get(organization=customer.default_organization()).plan.slug == "starter"
+    )  # nothing changes before confirming
     customer_client.post(reverse("confirm_plan", args=["pro"]))
     stripe_customer.refresh_from_db()
     assert stripe_customer.plan.slug == "pro"
@@ -317,11 +323,11 @@ def test_an_htmx_request_to_leave_for_stripe_gets_hx_redirect(customer_client, s
 def test_stripe_down_during_a_plan_change_is_said_and_changes_nothing(customer_client, stripe_down, customer):
     response = customer_client.post(reverse("choose_plan", args=["starter"]), follow=True)
     assert "cannot be reached" in response.content.decode()
-    assert Customer.objects.get(user=customer).plan == Plan.objects.default()
+    assert Customer.objects.get(organization=customer.default_organization()).plan == Plan.objects.default()
 
 
 def test_the_billing_page_shows_the_cached_invoices(customer_client, stripe_server, customer):
-    stripe_customer = ensure_stripe_customer(customer)
+    stripe_customer = ensure_stripe_customer(customer.default_organization())
     subscribe(stripe_customer, "price_pro_monthly")
     sync(stripe_customer)
     html = customer_client.get(reverse("billing")).content.decode()
@@ -334,7 +340,7 @@ def test_the_billing_page_shows_the_cached_invoices(customer_client, stripe_serv
 
 
 def test_an_invoice_with_a_hosted_page_links_to_it(customer_client, stripe_server, customer):
-    stripe_customer = ensure_stripe_customer(customer)
+    stripe_customer = ensure_stripe_customer(customer.default_organization())
     subscribe(stripe_customer, "price_starter_monthly")
     sync(stripe_customer)
     invoices = stripe_customer.stripe_invoices
@@ -350,7 +356,7 @@ def test_an_invoice_with_a_hosted_page_links_to_it(customer_client, stripe_serve
 
 
 def test_a_metered_report_run_twice_bills_each_hour_once(stripe_server, customer, tmp_path, usage_store):
-    stripe_customer = ensure_stripe_customer(customer)
+    stripe_customer = ensure_stripe_customer(customer.default_organization())
     subscribe(stripe_customer, "price_payg_words")
     switched = timezone.now()
     sync(stripe_customer)
@@ -364,7 +370,7 @@ def test_a_metered_report_run_twice_bills_each_hour_once(stripe_server, customer
         recorder.record(
             (
                 (now - timedelta(hours=hours_ago)).timestamp(),
-                customer.pk,
+                customer.default_organization().pk,
                 None,
                 "/v1/en/generation",
                 "POST",
@@ -389,7 +395,7 @@ def test_a_metered_report_run_twice_bills_each_hour_once(stripe_server, customer
 
 def pay_as_you_go(customer, since: timedelta) -> Customer:
     """The customer on pay-as-you-go at Stripe since `since` ago (its period and metered words start then)."""
-    stripe_customer = ensure_stripe_customer(customer)
+    stripe_customer = ensure_stripe_customer(customer.default_organization())
     subscribe(stripe_customer, "price_payg_words")
     sync(stripe_customer)
     Customer.objects.filter(pk=stripe_customer.pk).update(
@@ -411,7 +417,7 @@ def test_words_arriving_after_their_hour_was_reported_are_billed_once_as_a_delta
     hour = (now - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
     recorder = UsageRecorder(journal_dir=tmp_path)
     for request_id in ("on-time", "late", "later"):
-        generation_call(recorder, hour + timedelta(minutes=5), customer.pk, request_id)
+        generation_call(recorder, hour + timedelta(minutes=5), customer.default_organization().pk, request_id)
     Quantity.objects.create(request_id="on-time", words=100, characters=1)
     assert recorder.flush()
     assert report_words(now) == 1
@@ -446,8 +452,8 @@ def test_late_words_of_an_hour_before_the_current_period_are_dated_in_the_curren
     now = timezone.now()
     hour = (now - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
     recorder = UsageRecorder(journal_dir=tmp_path)
-    generation_call(recorder, hour, customer.pk, "on-time")
-    generation_call(recorder, hour, customer.pk, "late")
+    generation_call(recorder, hour, customer.default_organization().pk, "on-time")
+    generation_call(recorder, hour, customer.default_organization().pk, "late")
     Quantity.objects.create(request_id="on-time", words=10, characters=1)
     assert recorder.flush()
     assert report_words(now) == 1
@@ -470,11 +476,20 @@ def test_webhooks_are_refused_while_no_signing_secret_is_configured(client, db, 
 
 
 def test_words_from_before_the_switch_to_pay_as_you_go_are_not_billed(stripe_server, customer, tmp_path, usage_store):
-    stripe_customer = ensure_stripe_customer(customer)
+    stripe_customer = ensure_stripe_customer(customer.default_organization())
     now = timezone.now()
     recorder = UsageRecorder(journal_dir=tmp_path)
     recorder.record(
-        ((now - timedelta(hours=5)).timestamp(), customer.pk, None, "/v1/en/generation", "POST", 200, "before", False)
+        (
+            (now - timedelta(hours=5)).timestamp(),
+            customer.default_organization().pk,
+            None,
+            "/v1/en/generation",
+            "POST",
+            200,
+            "before",
+            False,
+        )
     )
     Quantity.objects.create(request_id="before", words=500, characters=1)
     assert recorder.flush()

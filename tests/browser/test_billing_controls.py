@@ -28,8 +28,8 @@ THRESHOLDS = "Alert me at (% of the quota)"
 
 
 def calls_of_the_period(customer) -> int:
-    start = Customer.objects.get(user=customer).billing_period(timezone.now())[0]
-    rows = period_use({customer.pk: start}).rows()
+    start = Customer.objects.get(organization=customer.default_organization()).billing_period(timezone.now())[0]
+    rows = period_use({customer.default_organization().pk: start}).rows()
     return rows[0]["calls"] if rows else 0
 
 
@@ -64,7 +64,7 @@ def test_thresholds_set_on_the_billing_page_alert_by_e_mail_and_on_the_dashboard
         expect(page.get_by_text("Each threshold is a whole percentage from 1 to 100.")).to_be_visible()
         expect(page.get_by_label(THRESHOLDS)).to_have_attribute("aria-invalid", "true")
         expect(page.get_by_text("Your quota alerts are saved.")).to_have_count(0)
-        assert Customer.objects.get(user=customer).alert_thresholds == [80, 100], bad
+        assert Customer.objects.get(organization=customer.default_organization()).alert_thresholds == [80, 100], bad
         field = page.get_by_label(THRESHOLDS)
 
     field.fill("90, 50%")
@@ -73,9 +73,9 @@ def test_thresholds_set_on_the_billing_page_alert_by_e_mail_and_on_the_dashboard
     expect(page).to_have_url("/billing/")
     expect(page.get_by_label(THRESHOLDS)).to_have_value("50, 90")
     expect(page.get_by_text("Each threshold is a whole percentage")).to_have_count(0)
-    assert Customer.objects.get(user=customer).alert_thresholds == [50, 90]
+    assert Customer.objects.get(organization=customer.default_organization()).alert_thresholds == [50, 90]
 
-    secret = ApiToken.issue(customer, "production")[1]
+    secret = ApiToken.issue(customer.default_organization(), "production")[1]
     call_until_recorded(live_server.url, secret, customer, 4)  # 40%: below both thresholds
     send_quota_alerts()
     assert mail.outbox == [] and not QuotaAlert.objects.exists()
@@ -108,7 +108,7 @@ def test_the_invoices_of_a_subscription_are_listed_with_amount_and_status(page, 
     page.get_by_role("button", name="Upgrade to Pro").click()  # Stripe Checkout pays the first invoice
     expect(page.get_by_role("heading", name="Your plan: Pro")).to_be_visible()
 
-    invoices = Customer.objects.get(user__email="ada@example.com").stripe_invoices
+    invoices = Customer.objects.get(organization__members__email="ada@example.com").stripe_invoices
     assert len(invoices) == 1
     invoice = invoices[0]
     created = datetime.fromtimestamp(invoice["created"], UTC)
@@ -160,7 +160,7 @@ def test_with_the_block_policy_a_failed_payment_blocks_calls_and_says_so(
     settings.FAILED_PAYMENT_POLICY = "block"  # no grace: blocked at once, the plan kept
     billing = failing_payment(customer)
     assert billing.calls_blocked == "payment_failed" and billing.plan.slug != "free"
-    secret = ApiToken.issue(customer, "production")[1]
+    secret = ApiToken.issue(customer.default_organization(), "production")[1]
     problem = forward_auth_status(live_server.url, secret, "/v1/en/entities", 402)
     assert problem["title"] == "Payment failed" and "Customer Portal" in problem["detail"]
 
@@ -174,7 +174,7 @@ def test_a_spend_cap_set_on_the_billing_page_blocks_calls_once_reached_until_rai
     page, live_server, customer, usage_store, settings
 ):
     settings.USAGE_SERVICE_TOKEN = "service-token"
-    Customer.objects.filter(pk=customer_of(customer).pk).update(
+    Customer.objects.filter(pk=customer_of(customer.default_organization()).pk).update(
         plan=Plan.objects.get(slug="payg")
     )  # $0.50 a 1,000 words
     log_in(page, customer.email)
@@ -184,18 +184,18 @@ def test_a_spend_cap_set_on_the_billing_page_blocks_calls_once_reached_until_rai
         cap.fill(bad)
         page.get_by_role("button", name="Save alerts").click()
         expect(page.get_by_text("A spend cap is a positive amount; leave it empty for no cap.")).to_be_visible()
-        assert Customer.objects.get(user=customer).spend_cap_cents is None, bad
+        assert Customer.objects.get(organization=customer.default_organization()).spend_cap_cents is None, bad
         cap = page.get_by_label("Spend cap per billing period ($)")
     cap.fill("0.05")
     page.get_by_role("button", name="Save alerts").click()
     expect(page.get_by_text("Your quota alerts are saved.")).to_be_visible()
     expect(page.get_by_label("Spend cap per billing period ($)")).to_have_value("0.05")
 
-    secret = ApiToken.issue(customer, "production")[1]
+    secret = ApiToken.issue(customer.default_organization(), "production")[1]
     request_id = call_api(live_server.url, secret, "/v1/en/summarization")["X-Request-Id"]
     report_words(live_server.url, request_id, 120)  # $0.06: over the cap
     send_quota_alerts()
-    assert Customer.objects.get(user=customer).calls_blocked == "spend_cap"
+    assert Customer.objects.get(organization=customer.default_organization()).calls_blocked == "spend_cap"
     problem = forward_auth_status(live_server.url, secret, "/v1/en/summarization", 402)
     assert problem["title"] == "Spend cap reached" and "Billing page" in problem["detail"]
 
@@ -219,7 +219,7 @@ def report_words(base_url: str, request_id: str, words: int) -> None:
         headers={"Authorization": "Bearer service-token", "Content-Type": "application/json"},
     )
     assert urllib.request.urlopen(request, timeout=10).status == 200
-    customer_id = ApiToken.objects.get().user_id
+    customer_id = ApiToken.objects.get().organization_id
     for _ in range(50):
         rows = period_use({customer_id: datetime(2000, 1, 1, tzinfo=UTC)}).rows()
         if rows and rows[0]["words"] == words:

@@ -45,7 +45,7 @@ def open_usage(page, customer) -> None:
 
 
 def test_calls_appear_on_the_last_24_hours_without_a_reload(page, live_server, customer, usage_store, polls):
-    secret = ApiToken.issue(customer, "production")[1]
+    secret = ApiToken.issue(customer.default_organization(), "production")[1]
     page.set_viewport_size({"width": 800, "height": 500})
     open_usage(page, customer)
     expect(page.get_by_text("0 calls in all")).to_be_visible()

@@ -83,7 +83,7 @@ def violations(page) -> list[str]:
 def test_no_page_needs_more_than_the_content_security_policy_allows(page, violations, live_server, staff_user):
     sign_up(page)
     customer = User.objects.get(email="ada@example.com")
-    secret = ApiToken.issue(customer, "production")[1]
+    secret = ApiToken.issue(customer.default_organization(), "production")[1]
     for uri in ["/v1/en/entities", "/v1/en/summarization"]:  # charts with two endpoints, hence a legend
         call_api(live_server.url, secret, uri)
     for _ in range(40):  # the flusher writes within a second
@@ -125,10 +125,10 @@ def test_no_page_needs_more_than_the_content_security_policy_allows(page, violat
     expect(page).to_have_url("/")
     staff_pages = [
         "/staff/usage/",
-        f"/staff/usage/{customer.pk}/",
+        f"/staff/usage/{customer.default_organization().pk}/",
         "/admin/",
         "/admin/accounts/user/",
-        f"/admin/accounts/user/{customer.pk}/change/",  # with the customer's usage chart
+        f"/admin/accounts/organization/{customer.default_organization().pk}/change/",  # with the customer's usage chart
     ]
     for url in staff_pages:
         visit(page, url)

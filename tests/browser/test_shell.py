@@ -132,8 +132,8 @@ def test_a_staff_session_that_expired_leads_to_the_admin_login_page(page, staff_
 def test_switching_the_range_after_the_session_expired_leads_to_the_login_page(page, customer, staff_user, who):
     if who == "staff":
         log_in(page, staff_user.email)
-        page.goto(f"/staff/usage/{customer.pk}/")
-        login_url = f"/admin/login/?next=/staff/usage/{customer.pk}/%3Frange%3D30d"
+        page.goto(f"/staff/usage/{customer.default_organization().pk}/")
+        login_url = f"/admin/login/?next=/staff/usage/{customer.default_organization().pk}/%3Frange%3D30d"
     else:
         log_in(page, customer.email)
         page.goto("/usage/")

@@ -22,7 +22,7 @@ from playwright.sync_api import expect
 from accounts.models import ApiToken, SupportMessage, User
 from billing.models import Customer, Plan
 from tests.browser.helpers import SCREENSHOTS
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, customer_user
 from usage import forward_auth
 from usage.models import ApiCall
 
@@ -47,12 +47,13 @@ STAFF_EMAIL = "operations@example.com"
 def customer(settings, usage_store) -> User:
     """A customer with a long e-mail address, tokens, support messages, a paid plan and a year of calls."""
     settings.STRIPE_SECRET_KEY = "sk_test_walk"  # billing is on; no page walked here calls Stripe
-    user = User.objects.create_user(CUSTOMER_EMAIL, PASSWORD)
+    user = customer_user(CUSTOMER_EMAIL)
+    organization = user.default_organization()
     now = timezone.now()
-    ApiToken.issue(user, TOKEN_NAME)
-    used, _ = ApiToken.issue(user, "production")
+    ApiToken.issue(organization, TOKEN_NAME, created_by=user)
+    used, _ = ApiToken.issue(organization, "production", created_by=user)
     ApiToken.objects.filter(pk=used.pk).update(last_used=now)
-    ApiToken.issue(user, "laptop")[0].revoke()
+    ApiToken.issue(organization, "laptop", created_by=user)[0].revoke()
     SupportMessage.objects.create(
         user=user, subject="Entities missing", message=f"The call documented at {LONG_URL} returns no entities."
     )
@@ -66,7 +67,7 @@ def customer(settings, usage_store) -> User:
     )
     period_end = now + timedelta(days=20)
     Customer.objects.create(  # a paying customer, as the last Stripe sync left it
-        user=user,
+        organization=organization,
         plan=Plan.objects.get(slug="starter"),
         stripe_id="cus_walk",
         current_period_end=period_end,
@@ -92,7 +93,7 @@ def customer(settings, usage_store) -> User:
     calls = [
         ApiCall(
             time=now - timedelta(hours=hours),
-            account_id=user.pk,
+            account_id=organization.pk,
             endpoint=ENDPOINTS[i % 3],
             method="POST",
             status=429 if i % 7 == 0 else 200,
@@ -279,7 +280,7 @@ def test_staff_walk_their_pages(walker, staff, customer):
     page.get_by_role("navigation", name="Time range").get_by_role("link", name="30 days").click()
     walker.visit("/staff/usage/?range=30d", "Usage overview", "staff-usage-30d")
     page.get_by_role("link", name=CUSTOMER_EMAIL).click()
-    customer_usage = f"/staff/usage/{customer.pk}/"
+    customer_usage = f"/staff/usage/{customer.default_organization().pk}/"
     walker.visit(customer_usage, f"Usage of {CUSTOMER_EMAIL}", "staff-customer-usage")
     page.get_by_role("navigation", name="Time range").get_by_role("link", name="12 months").click()
     walker.visit(f"{customer_usage}?range=12m", f"Usage of {CUSTOMER_EMAIL}", "staff-customer-usage-12m")

@@ -46,6 +46,6 @@ def plan(db) -> Plan:
 
 @pytest.fixture
 def secret(customer, plan) -> str:
-    """A token of the customer, who is on the Tiny plan."""
-    Customer.objects.create(user=customer, plan=plan)
-    return ApiToken.issue(customer, "test")[1]
+    """A token the customer created in their organization, which is on the Tiny plan."""
+    Customer.objects.create(organization=customer.default_organization(), plan=plan)
+    return ApiToken.issue(customer.default_organization(), "test", created_by=customer)[1]

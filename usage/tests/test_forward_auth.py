@@ -19,9 +19,10 @@ def test_a_valid_token_passes_with_identity_headers_for_the_upstream(auth, secre
     answer = call(auth, secret)
     headers = dict(answer.headers)
     assert answer.status == 200 and answer.body == b""
-    assert headers["X-User-Id"] == str(customer.pk)
+    assert headers["X-Organization-Id"] == str(customer.default_organization().pk)  # the account
+    assert headers["X-User-Id"] == str(customer.pk)  # who created the token
     assert headers["X-Plan"] == "tiny"
-    assert headers["X-Token-Id"] == str(customer.tokens.get().pk)
+    assert headers["X-Token-Id"] == str(customer.default_organization().tokens.get().pk)
     assert len(headers["X-Request-Id"]) == 32
 
 
@@ -34,9 +35,18 @@ def test_each_allowed_call_is_recorded_with_its_request_id(auth, secret, recorde
     auth.refresh()
     answers = [call(auth, secret, uri="/v1/en/entities?lang=en") for _ in range(2)]
     events = recorder.drain()
-    token = customer.tokens.get()
+    token = customer.default_organization().tokens.get()
     assert events == [
-        (T0, customer.pk, token.pk, "/v1/en/entities", "POST", 200, dict(a.headers)["X-Request-Id"], False)
+        (
+            T0,
+            customer.default_organization().pk,
+            token.pk,
+            "/v1/en/entities",
+            "POST",
+            200,
+            dict(a.headers)["X-Request-Id"],
+            False,
+        )
         for a in answers
     ]
     assert events[0][6] != events[1][6]  # request ids
@@ -71,16 +81,28 @@ def test_a_wrong_secret_behind_a_real_prefix_gets_401(auth, secret):
 
 def test_a_revoked_token_gets_401_after_refresh(auth, secret, customer):
     auth.refresh()
-    customer.tokens.get().revoke()
+    customer.default_organization().tokens.get().revoke()
     auth.refresh()
     assert call(auth, secret).status == 401
 
 
-def test_a_deactivated_user_is_refused(auth, secret, customer):
-    customer.is_active = False
-    customer.save()
+def test_a_deactivated_organization_is_refused(auth, secret, customer):
+    organization = customer.default_organization()
+    organization.is_active = False
+    organization.save()
     auth.refresh()
     assert call(auth, secret).status == 401
+
+
+def test_a_token_outlives_its_creator_and_then_names_no_user(auth, secret, customer):
+    auth.refresh()
+    organization = customer.default_organization()
+    customer.delete()  # the member who created it: the organization's token stays
+    auth.refresh()
+    answer = call(auth, secret)
+    headers = dict(answer.headers)
+    assert answer.status == 200 and headers["X-Organization-Id"] == str(organization.pk)
+    assert "X-User-Id" not in headers
 
 
 def test_the_call_over_the_limit_gets_429_with_retry_after_and_the_rate_limit_fields(auth, secret, clock):
@@ -132,7 +154,7 @@ def test_endpoint_limits_apply_only_to_matching_paths(auth, secret):
 
 def test_the_month_window_is_the_calendar_month_without_a_subscription(auth, customer, clock):
     free = Plan.objects.default()
-    secret = ApiToken.issue(customer, "t")[1]
+    secret = ApiToken.issue(customer.default_organization(), "t")[1]
     Plan.objects.filter(pk=free.pk).update(per_month=2, per_minute=None, per_hour=None, per_day=None)
     free.endpoint_limits.all().delete()
     auth.refresh()
@@ -150,8 +172,10 @@ def test_the_month_window_follows_the_billing_period_of_a_subscription(auth, cus
 
     Plan.objects.filter(pk=plan.pk).update(per_month=1, per_minute=None, per_hour=None)
     start, end = datetime(2027, 1, 10, tzinfo=UTC), datetime(2027, 2, 10, tzinfo=UTC)
-    Customer.objects.create(user=customer, plan=plan, current_period_start=start, current_period_end=end)
-    secret = ApiToken.issue(customer, "t")[1]
+    Customer.objects.create(
+        organization=customer.default_organization(), plan=plan, current_period_start=start, current_period_end=end
+    )
+    secret = ApiToken.issue(customer.default_organization(), "t")[1]
     auth.refresh()
     assert [call(auth, secret).status for _ in range(2)] == [200, 429]
     clock.now = end.timestamp() - 1
@@ -198,7 +222,7 @@ def test_a_warm_decision_makes_no_database_query(auth, secret, django_assert_num
 def test_a_new_token_works_on_its_first_call(auth, secret, customer):
     auth.refresh()
     assert call(auth, secret).status == 200
-    new_secret = ApiToken.issue(customer, "new")[1]  # no refresh in between
+    new_secret = ApiToken.issue(customer.default_organization(), "new")[1]  # no refresh in between
     assert call(auth, new_secret).status == 200
 
 
@@ -217,10 +241,12 @@ def test_a_flood_of_made_up_tokens_is_looked_up_a_bounded_number_of_times_and_ke
 
 
 def test_the_tokens_kept_in_memory_are_bounded(auth, customer):
-    Customer.objects.create(user=customer, plan=Plan.objects.create(name="Open", slug="open"))
+    Customer.objects.create(
+        organization=customer.default_organization(), plan=Plan.objects.create(name="Open", slug="open")
+    )
     auth.cache_size = 3
     auth.refresh()
-    secrets = [ApiToken.issue(customer, f"t{i}")[1] for i in range(5)]
+    secrets = [ApiToken.issue(customer.default_organization(), f"t{i}")[1] for i in range(5)]
     assert [call(auth, secret).status for secret in secrets * 2] == [200] * 10
     assert len(auth.credentials) == 3
 
@@ -236,7 +262,7 @@ def test_a_plan_change_applies_after_refresh(auth, secret, plan):
 
 
 def test_a_user_without_a_customer_record_gets_the_default_plan(auth, customer):
-    secret = ApiToken.issue(customer, "t")[1]
+    secret = ApiToken.issue(customer.default_organization(), "t")[1]
     auth.refresh()
     assert dict(call(auth, secret).headers)["X-Plan"] == "free"
 
@@ -258,13 +284,15 @@ def test_a_blocked_customer_is_refused_with_402_naming_the_reason_until_unblocke
     auth.refresh()
     assert call(auth, secret).status == 200
     assert auth.credentials[secret[:12]].blocked == ""
-    Customer.objects.filter(user=customer).update(calls_blocked=reason)  # only the change feed tells forward-auth
+    Customer.objects.filter(organization=customer.default_organization()).update(
+        calls_blocked=reason
+    )  # only the change feed tells forward-auth
     auth.refresh()
     answer = call(auth, secret)
     assert answer.status == 402 and dict(answer.headers)["Content-Type"] == "application/problem+json"
     problem = json.loads(answer.body)
     assert problem["title"] == title and problem["blocked"] == reason and problem["status"] == 402
     assert problem["type"].endswith(title.lower().replace(" ", "-")) and fix in problem["detail"]
-    Customer.objects.filter(user=customer).update(calls_blocked="")
+    Customer.objects.filter(organization=customer.default_organization()).update(calls_blocked="")
     auth.refresh()
     assert call(auth, secret).status == 200

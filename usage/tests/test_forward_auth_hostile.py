@@ -81,8 +81,11 @@ def test_a_token_that_cannot_be_looked_up_is_never_let_through_even_failing_open
 
 def test_500_concurrent_decisions_on_a_healthy_redis_allow_exactly_the_quota(customer):
     """A burst larger than the connection pool waits for connections: busy is not down."""
-    Customer.objects.create(user=customer, plan=Plan.objects.create(name="Burst", slug="burst", per_minute=50))
-    secret = ApiToken.issue(customer, "t")[1]
+    Customer.objects.create(
+        organization=customer.default_organization(),
+        plan=Plan.objects.create(name="Burst", slug="burst", per_minute=50),
+    )
+    secret = ApiToken.issue(customer.default_organization(), "t")[1]
     auth = ForwardAuth.from_settings()  # the configured backend: Redis, as REDIS_URL is set
     assert isinstance(auth.counters, RedisCounters)
     auth.refresh()
@@ -136,8 +139,10 @@ def test_memory_counters_in_several_worker_processes_refuse_to_start():
 
 @pytest.mark.django_db(transaction=True)
 def test_the_production_server_survives_a_killed_worker(customer):
-    Customer.objects.create(user=customer, plan=Plan.objects.create(name="Open", slug="open"))
-    secret = ApiToken.issue(customer, "t")[1]
+    Customer.objects.create(
+        organization=customer.default_organization(), plan=Plan.objects.create(name="Open", slug="open")
+    )
+    secret = ApiToken.issue(customer.default_organization(), "t")[1]
     port = free_port()
 
     def status() -> int:

@@ -57,14 +57,14 @@ def test_nasty_headers_with_a_valid_token_still_get_a_clean_answer(auth, secret,
 def test_the_django_view_and_the_lean_entry_point_give_the_same_answer(client, django_service, customer):
     from backoffice.wsgi import application
 
-    secret = ApiToken.issue(customer, "t")[1]
+    secret = ApiToken.issue(customer.default_organization(), "t")[1]
     django_service.refresh()
     response = client.get("/forward-auth", HTTP_AUTHORIZATION=f"Bearer {secret}", HTTP_X_FORWARDED_URI="/v1/x/y")
     captured = {}
     environ = {"PATH_INFO": "/forward-auth", "REQUEST_METHOD": "GET", "HTTP_AUTHORIZATION": f"Bearer {secret}"}
     body = application(environ, lambda status, headers: captured.update(status=status, headers=dict(headers)))
     assert response.status_code == 200 and captured["status"] == "200 OK" and body == [b""]
-    for name in ["X-User-Id", "X-Plan", "X-Token-Id"]:
+    for name in ["X-Organization-Id", "X-Plan", "X-Token-Id"]:
         assert response[name] == captured["headers"][name]
 
 
@@ -83,8 +83,8 @@ def test_revocation_and_plan_changes_reach_a_running_process_within_five_seconds
         MemoryCounters(), fail_open=False, refresh_seconds=0.2, lease_ttl=30, recorder=UsageRecorder()
     )
     plan = Plan.objects.create(name="Flex", slug="flex")  # no limits: every call passes
-    Customer.objects.create(user=customer, plan=plan)
-    token, secret = ApiToken.issue(customer, "t")
+    Customer.objects.create(organization=customer.default_organization(), plan=plan)
+    token, secret = ApiToken.issue(customer.default_organization(), "t")
     service.start()
     try:
         assert dict(call(service, secret).headers)["X-Plan"] == "flex"
@@ -92,7 +92,7 @@ def test_revocation_and_plan_changes_reach_a_running_process_within_five_seconds
         Plan.objects.filter(pk=plan.pk).update(slug="flex-2027")
         assert wait_for(lambda: dict(call(service, secret).headers).get("X-Plan") == "flex-2027", seconds=5)
 
-        new_secret = ApiToken.issue(customer, "new")[1]
+        new_secret = ApiToken.issue(customer.default_organization(), "new")[1]
         assert wait_for(lambda: call(service, new_secret).status == 200, seconds=5)
 
         ApiToken.objects.filter(pk=token.pk).update(revoked_at="2027-01-01T00:00Z")  # a bulk update, as in admin

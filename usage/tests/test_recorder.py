@@ -91,9 +91,9 @@ def test_the_stores_connections_do_not_compile_queries(db):
 
 
 def test_flushing_records_when_each_token_was_last_used(recorder, customer):
-    token = ApiToken.issue(customer, "t")[0]
-    recorder.record(event(1, account=customer.pk, token=token.pk))
-    recorder.record(event(9, account=customer.pk, token=token.pk))
+    token = ApiToken.issue(customer.default_organization(), "t")[0]
+    recorder.record(event(1, account=customer.default_organization().pk, token=token.pk))
+    recorder.record(event(9, account=customer.default_organization().pk, token=token.pk))
     assert recorder.flush()
     token.refresh_from_db()
     assert token.last_used.timestamp() == T0 + 4.5

@@ -14,8 +14,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_sigterm_flushes_the_usage_buffer(transactional_db, usage_store, customer):
-    Customer.objects.create(user=customer, plan=Plan.objects.create(name="Open", slug="open"))
-    secret = ApiToken.issue(customer, "t")[1]
+    Customer.objects.create(
+        organization=customer.default_organization(), plan=Plan.objects.create(name="Open", slug="open")
+    )
+    secret = ApiToken.issue(customer.default_organization(), "t")[1]
     port = free_port()
     with backoffice(port, USAGE_FLUSH_SECONDS="600"):  # no timed flush: only the shutdown can write them
         for _ in range(25):
@@ -23,6 +25,6 @@ def test_sigterm_flushes_the_usage_buffer(transactional_db, usage_store, custome
                 f"http://127.0.0.1:{port}/forward-auth", headers={"Authorization": f"Bearer {secret}"}
             )
             assert urllib.request.urlopen(request).status == 200
-        assert ApiCall.objects.filter(account_id=customer.pk).count() == 0
+        assert ApiCall.objects.filter(account_id=customer.default_organization().pk).count() == 0
     # leaving the block sent SIGTERM and waited for the server to exit
-    assert ApiCall.objects.filter(account_id=customer.pk).count() == 25
+    assert ApiCall.objects.filter(account_id=customer.default_organization().pk).count() == 25

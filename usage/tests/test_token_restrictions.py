@@ -17,7 +17,7 @@ def body(answer) -> dict:
 
 def restrict(customer, **restrictions) -> None:
     """A bulk update, as raw SQL would do it: only the change feed's trigger can tell forward-auth."""
-    customer.tokens.update(**restrictions)
+    customer.default_organization().tokens.update(**restrictions)
 
 
 def test_a_token_without_restrictions_carries_none_in_its_credential(auth, secret):
@@ -94,9 +94,9 @@ def test_forward_auth_counts_the_gateway_as_a_trusted_proxy_at_least(settings, p
 
 
 def test_a_token_limit_lower_than_the_plans_is_counted_for_that_token_alone(auth, secret, customer):
-    token = customer.tokens.get()
+    token = customer.default_organization().tokens.get()
     restrict(customer, per_minute=2)
-    other = ApiToken.issue(customer, "other")[1]
+    other = ApiToken.issue(customer.default_organization(), "other")[1]
     auth.refresh()
     assert [call(auth, secret).status for _ in range(2)] == [200, 200]
     answer = call(auth, secret)

@@ -153,10 +153,16 @@ def test_401_and_429_reach_the_client_with_their_headers_and_bodies(gateway, sec
 def test_token_restrictions_refuse_through_the_gateway_with_their_problem_bodies(gateway, customer):
     """Traefik writes the client's address (127.0.0.1 here) in X-Forwarded-For: a forged one changes nothing."""
     limited = ApiToken.issue(
-        customer, "limited", allowed_endpoints=["/v1/*/entities"], allowed_networks=["127.0.0.0/8"], per_minute=1
+        customer.default_organization(),
+        "limited",
+        allowed_endpoints=["/v1/*/entities"],
+        allowed_networks=["127.0.0.0/8"],
+        per_minute=1,
     )
-    elsewhere = ApiToken.issue(customer, "elsewhere", allowed_networks=["203.0.113.0/24", "2001:db8::/32"])[1]
-    expired = ApiToken.issue(customer, "expired", expires_on=date(2020, 1, 1))[1]
+    elsewhere = ApiToken.issue(
+        customer.default_organization(), "elsewhere", allowed_networks=["203.0.113.0/24", "2001:db8::/32"]
+    )[1]
+    expired = ApiToken.issue(customer.default_organization(), "expired", expires_on=date(2020, 1, 1))[1]
     token, secret = limited
     port = gateway()
 
@@ -178,9 +184,10 @@ def test_token_restrictions_refuse_through_the_gateway_with_their_problem_bodies
     assert status == 401 and body["title"] == "Token expired" and headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_a_blocked_account_gets_402_through_the_gateway_until_unblocked(gateway, secret, customer):
+def test_a_blocked_account_gets_402_through_the_gateway_until_unblocked(gateway, secret, customer, plan):
     """A spend cap reached or a failed payment (billing.Customer.calls_blocked) reaches the running
     gateway through the change feed: every call is refused with its problem body, then let through again."""
+    Plan.objects.filter(pk=plan.pk).update(per_minute=None, per_hour=None)  # calls polling for the change pass
     port = gateway()
     authorized = [("Authorization", f"Bearer {secret}")]
     assert send(port, authorized)[0] == 200
@@ -188,13 +195,13 @@ def test_a_blocked_account_gets_402_through_the_gateway_until_unblocked(gateway,
         (CallsBlocked.SPEND_CAP, "Spend cap reached"),
         (CallsBlocked.PAYMENT_FAILED, "Payment failed"),
     ]:
-        Customer.objects.filter(user=customer).update(calls_blocked=reason)
+        Customer.objects.filter(organization=customer.default_organization()).update(calls_blocked=reason)
         assert wait_for(lambda: json.loads(send(port, authorized)[2]).get("blocked") == reason, 5)
         status, headers, body = send(port, authorized)
         problem = json.loads(body)
         assert status == 402 and headers["Content-Type"] == "application/problem+json"
         assert problem["title"] == title and problem["status"] == 402
-    Customer.objects.filter(user=customer).update(calls_blocked=CallsBlocked.NO)
+    Customer.objects.filter(organization=customer.default_organization()).update(calls_blocked=CallsBlocked.NO)
     assert wait_for(lambda: send(port, authorized)[0] == 200, 5)
 
 

@@ -20,9 +20,22 @@ def calls(customer, other_customer, tmp_path):
     recorder = UsageRecorder(journal_dir=tmp_path)
     for i, age_hours in enumerate([0, 0, 1, 30, 100]):
         status = 429 if i == 1 else 200
-        recorder.record((now - age_hours * 3600, customer.pk, None, "/v1/en/entities", "POST", status, f"c{i}", False))
-    recorder.record((now, customer.pk, None, "/v1/en/summarization", "POST", 200, "c9", False))
-    recorder.record((now, other_customer.pk, None, "/v1/secret/endpoint", "POST", 200, "o1", False))
+        recorder.record(
+            (
+                now - age_hours * 3600,
+                customer.default_organization().pk,
+                None,
+                "/v1/en/entities",
+                "POST",
+                status,
+                f"c{i}",
+                False,
+            )
+        )
+    recorder.record((now, customer.default_organization().pk, None, "/v1/en/summarization", "POST", 200, "c9", False))
+    recorder.record(
+        (now, other_customer.default_organization().pk, None, "/v1/secret/endpoint", "POST", 200, "o1", False)
+    )
     Quantity.objects.create(request_id="c0", words=120, characters=800)
     assert recorder.flush()
 
@@ -92,10 +105,19 @@ def test_csv_cells_that_would_run_as_formulas_are_exported_as_text(request, cust
     now = timezone.now()
     for i, endpoint in enumerate([*FORMULAS, "/v1/en/x-y"]):
         ApiCall.objects.create(
-            time=now, account_id=customer.pk, endpoint=endpoint, method="POST", status=200, request_id=f"f{i}"
+            time=now,
+            account_id=customer.default_organization().pk,
+            endpoint=endpoint,
+            method="POST",
+            status=200,
+            request_id=f"f{i}",
         )
     client = request.getfixturevalue(f"{who}_client")
-    url = reverse("usage_csv") if who == "customer" else reverse("customer_usage_csv", args=[customer.pk])
+    url = (
+        reverse("usage_csv")
+        if who == "customer"
+        else reverse("customer_usage_csv", args=[customer.default_organization().pk])
+    )
     rows = list(csv.DictReader(io.StringIO(client.get(url, {"range": "24h"}).content.decode())))
     assert sorted(row["endpoint"] for row in rows) == sorted([*(f"'{formula}" for formula in FORMULAS), "/v1/en/x-y"])
 
@@ -115,9 +137,9 @@ def test_staff_see_the_overview_and_any_customers_usage(staff_client, customer, 
     html = staff_client.get(reverse("usage_overview"), {"range": "30d"}).content.decode()
     assert customer.email in html and "/v1/secret/endpoint" in html
     assert '<td class="num">20%</td>' in html  # /v1/en/entities: 1 of its 5 calls refused
-    page = staff_client.get(reverse("customer_usage", args=[customer.pk]))
+    page = staff_client.get(reverse("customer_usage", args=[customer.default_organization().pk]))
     assert page.status_code == 200 and f"Usage of {customer.email}" in page.content.decode()
-    assert staff_client.get(reverse("customer_usage_csv", args=[customer.pk])).status_code == 200
+    assert staff_client.get(reverse("customer_usage_csv", args=[customer.default_organization().pk])).status_code == 200
 
 
 @pytest.mark.parametrize("name, args", [("usage_overview", []), ("customer_usage", [1]), ("customer_usage_csv", [1])])
