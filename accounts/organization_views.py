@@ -13,9 +13,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.forms import InvitationForm, OrganizationForm, RoleForm
-from accounts.models import AuditEvent, Invitation, Membership, Role
+from accounts.models import AuditEvent, Invitation, Membership, Organization, Role
 from accounts.organizations import (
     INVITATION_DAYS,
+    SESSION_KEY,
     current_membership,
     invitation_link_token,
     invitation_of,
@@ -112,7 +113,7 @@ def leave(request: HttpRequest) -> HttpResponse:
             return redirect("organization")
         member.delete()
     record(request, organization, Action.MEMBER_REMOVED, f"{request.user} (left)")
-    request.session.pop("organization", None)
+    request.session.pop(SESSION_KEY, None)
     messages.success(request, f"You left {organization}.")
     return redirect("organizations")
 
@@ -146,8 +147,10 @@ def organizations(request: HttpRequest) -> HttpResponse:
 @require_POST
 def switch(request: HttpRequest) -> HttpResponse:
     """Work in another of the user's organizations; the session remembers it."""
+    chosen = request.POST.get("organization", "")
     membership = get_object_or_404(
-        request.user.memberships.select_related("organization"), organization_id=request.POST.get("organization", "")
+        request.user.memberships.select_related("organization"),
+        organization_id=int(chosen) if chosen.isascii() and chosen.isdigit() else None,  # None: nobody's
     )
     switch_to(request, membership.organization)
     messages.success(request, f"You are working in {membership.organization}.")
@@ -198,19 +201,17 @@ def _organization_page(request: HttpRequest, invite_form: InvitationForm) -> Htt
 
 
 def _member(request: HttpRequest, membership_id: int) -> Membership:
-    """A membership of the current organization, locked for the change; 404 for any other."""
+    """A membership of the current organization, for a change in this transaction; 404 for any other.
+
+    The organization's row is locked first: its membership changes run one at a time, so two owners
+    demoting each other at once cannot both pass the last-owner check (nor deadlock)."""
+    Organization.objects.select_for_update().filter(pk=request.organization.pk).first()
     return get_object_or_404(
-        Membership.objects.select_for_update().select_related("user"),
-        pk=membership_id,
-        organization=request.organization,
+        Membership.objects.select_related("user"), pk=membership_id, organization=request.organization
     )
 
 
 def _is_last_owner(member: Membership) -> bool:
-    """Whether demoting or removing `member` would leave the organization without an owner.
-
-    The owners' rows are locked: two owners demoting each other at once cannot both pass."""
-    if member.role != Role.OWNER:
-        return False
-    owners = Membership.objects.select_for_update().filter(organization_id=member.organization_id, role=Role.OWNER)
-    return len(owners) <= 1
+    """Whether demoting or removing `member` would leave the organization without an owner."""
+    owners = Membership.objects.filter(organization_id=member.organization_id, role=Role.OWNER)
+    return member.role == Role.OWNER and owners.count() <= 1

@@ -3,8 +3,9 @@
 `POST /v1/entities {"text": "..."}` returns the entities found, with their
 character offsets. A spaCy pipeline that needs no download: a blank English
 pipeline with an entity ruler. The call's identity comes from the headers
-forward-auth added (X-User-Id, X-Plan, X-Request-Id, X-Lease-Id; Traefik
-deletes any a client sent). It releases the call's concurrency lease
+forward-auth added (X-Organization-Id: the customer; X-User-Id: the member
+who created the token; X-Plan, X-Request-Id, X-Lease-Id; Traefik deletes any
+a client sent). It releases the call's concurrency lease
 before answering, whatever happens (a client calling again at once must not
 find its own finished call still in flight), and reports the call's words and
 characters to the backoffice after answering.
@@ -59,6 +60,7 @@ class Entity(BaseModel):
 
 class Entities(BaseModel):
     entities: list[Entity]
+    organization_id: str | None
     user_id: str | None
     plan: str | None
 
@@ -67,6 +69,7 @@ class Entities(BaseModel):
 def entities(
     body: Text,
     tasks: BackgroundTasks,
+    x_organization_id: str | None = Header(default=None),
     x_user_id: str | None = Header(default=None),
     x_plan: str | None = Header(default=None),
     x_request_id: str | None = Header(default=None),
@@ -83,7 +86,7 @@ def entities(
         quantities = json.dumps([{"request_id": x_request_id, "words": words, "characters": len(body.text)}])
         headers = {"Authorization": f"Bearer {USAGE_SERVICE_TOKEN}", "Content-Type": "application/json"}
         tasks.add_task(report, "/usage/quantities", quantities, headers)  # after the answer
-    return Entities(entities=found, user_id=x_user_id, plan=x_plan)
+    return Entities(entities=found, organization_id=x_organization_id, user_id=x_user_id, plan=x_plan)
 
 
 def report(path: str, body: str, headers: dict[str, str]) -> None:

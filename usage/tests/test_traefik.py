@@ -104,6 +104,8 @@ def gateway(tmp_path, transactional_db, usage_store):
 
 
 FORGED = [
+    ("X-Organization-Id", "forged"),
+    ("x_organization.id", "forged"),
     ("X-User-Id", "forged"),
     ("x-user-id", "forged"),
     ("X_User_Id", "forged"),
@@ -126,6 +128,7 @@ def test_the_upstream_gets_our_identity_and_never_a_forged_one(gateway, secret, 
     status, _, body = send(port, [("Authorization", f"Bearer {secret}"), *FORGED])
     seen = as_wsgi_reads_them(json.loads(body))
     assert status == 200
+    assert seen["HTTP_X_ORGANIZATION_ID"] == [str(customer.default_organization().pk)]
     assert seen["HTTP_X_USER_ID"] == [str(customer.pk)]
     assert seen["HTTP_X_PLAN"] == ["tiny"]
     assert seen["HTTP_X_TOKEN_ID"] == [str(ApiToken.objects.get().pk)]
