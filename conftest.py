@@ -10,7 +10,7 @@ from django.db import connection
 from accounts.models import User
 from billing.models import EndpointLimit, Plan
 from billing.plans import seed_plans
-from tests.helpers import PASSWORD, customer_user
+from tests.helpers import PASSWORD
 from usage import forward_auth
 
 # localstripe and the fake Stripe in front of it, for the billing and browser tests.
@@ -64,12 +64,12 @@ def usage_store(db):
 @pytest.fixture
 def customer(db) -> User:
     """A customer as sign-up makes one: a user, owner of their personal organization."""
-    return customer_user("ada@example.com")
+    return User.objects.create_user("ada@example.com", PASSWORD)
 
 
 @pytest.fixture
 def other_customer(db) -> User:
-    return customer_user("grace@example.com")
+    return User.objects.create_user("grace@example.com", PASSWORD)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.models import UserManager as BaseUserManager
 from django.contrib.postgres.fields import ArrayField
 from django.core.validators import MinValueValidator, RegexValidator
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 TOKEN_MARKER = "nlp_"
@@ -25,14 +25,17 @@ TOKEN_LENGTH = PREFIX_END + 1 + SECRET_LENGTH
 
 
 class UserManager(BaseUserManager):
-    """Users are identified by e-mail; there is no username."""
+    """Users are identified by e-mail; there is no username. Each is created with their personal
+    organization (as sign-up and the migration to organizations make them)."""
 
     def _create_user(self, email, password, **extra_fields):
         if not email:
             raise ValueError("An e-mail address is required.")
         user = self.model(email=self.normalize_email(email).lower(), **extra_fields)
         user.set_password(password)
-        user.save(using=self._db)
+        with transaction.atomic(using=self._db):
+            user.save(using=self._db)
+            Organization.create_personal(user)
         return user
 
     def create_user(self, email, password=None, **extra_fields):
@@ -88,7 +91,7 @@ class Organization(models.Model):
     Staff deactivate an organization (is_active) to stop all its tokens at once.
     """
 
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=254)  # a personal one is named by its owner's e-mail address
     is_active = models.BooleanField(default=True, help_text="Inactive: every token of the organization is refused.")
     created = models.DateTimeField(default=timezone.now, editable=False)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="organizations")

@@ -47,7 +47,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     new user lands on the invitation to accept it."""
     if request.user.is_authenticated:
         return redirect("dashboard")
-    next_url = request.GET.get("next", "")
+    next_url = request.POST.get("next") or request.GET.get("next", "")  # only ever an invitation's address
     invitation = invitation_of(next_url.removeprefix("/invitations/").rstrip("/")) if next_url else None
     form = SignupForm(request.POST or None, initial={"email": invitation.email if invitation else ""})
     if request.method == "POST" and form.is_valid():
@@ -57,7 +57,7 @@ def signup(request: HttpRequest) -> HttpResponse:
         start_billing(organization)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect(next_url if invitation else "tokens")
-    return TemplateResponse(request, "accounts/signup.html", {"form": form})
+    return TemplateResponse(request, "accounts/signup.html", {"form": form, "next": next_url if invitation else ""})
 
 
 # Error pages, in the site's layout. 400 and 500 are rendered without the request, as Django's own

@@ -54,12 +54,12 @@ def populate(total: int) -> None:
                 copy.write_row([f"bench{account}", True, "2027-01-01"])
         cursor.execute(account_ids)
         ids = {int(name[5:]): organization_id for name, organization_id in cursor.fetchall()}
-        with cursor.copy("COPY accounts_apitoken (organization_id, name, prefix, digest, created) FROM STDIN") as copy:
+        columns = "organization_id, name, prefix, digest, created, allowed_endpoints, allowed_networks"
+        with cursor.copy(f"COPY accounts_apitoken ({columns}) FROM STDIN") as copy:
             for i in range(have, total):
                 secret = secret_of(i)
-                copy.write_row(
-                    [ids[i // TOKENS_PER_ACCOUNT], "bench", secret[:12], token_digest(secret, key).hex(), "2027-01-01"]
-                )
+                account, digest = ids[i // TOKENS_PER_ACCOUNT], token_digest(secret, key).hex()
+                copy.write_row([account, "bench", secret[:12], digest, "2027-01-01", [], []])
         cursor.execute("DELETE FROM forward_auth_change")  # the bulk load's own feed: nobody is reading it
         cursor.execute("ANALYZE accounts_organization, accounts_apitoken")
 

@@ -1,6 +1,5 @@
 """Helpers shared by tests of several apps (fixtures stay in conftest.py files)."""
 
-from accounts.models import Organization, User
 from usage.forward_auth import ForwardAuth
 from usage.limiter import MemoryCounters
 from usage.recorder import UsageRecorder
@@ -19,10 +18,3 @@ def authenticates(secret: str, auth: ForwardAuth | None = None) -> bool:
 PASSWORD = "correct horse battery staple"
 HTMX = {"HTTP_HX_REQUEST": "true"}  # the test client's headers of an htmx request
 HISTORY_RESTORE = {"HTTP_HX_REQUEST": "true", "HTTP_HX_HISTORY_RESTORE_REQUEST": "true"}
-
-
-def customer_user(email: str) -> User:
-    """A user with their personal organization, as sign-up creates them."""
-    user = User.objects.create_user(email, PASSWORD)
-    Organization.create_personal(user)
-    return user

@@ -57,7 +57,7 @@ class Migration(migrations.Migration):
             name="Organization",
             fields=[
                 ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("name", models.CharField(max_length=100)),
+                ("name", models.CharField(max_length=254)),
                 (
                     "is_active",
                     models.BooleanField(

@@ -182,8 +182,9 @@ def test_a_new_user_signs_up_from_the_link_with_its_address_and_lands_on_the_inv
     client = Client()
     page = client.get(f"{reverse('signup')}?next={link}").content.decode()
     assert 'value="new@example.com"' in page
-    form = {"email": "new@example.com", "password1": PASSWORD, "password2": PASSWORD}
-    response = client.post(f"{reverse('signup')}?next={link}", form)
+    assert f'name="next" value="{link}"' in page  # the form sends it on
+    form = {"email": "new@example.com", "password1": PASSWORD, "password2": PASSWORD, "next": link}
+    response = client.post(reverse("signup"), form)
     assert response.status_code == 302 and response["Location"] == link
     client.post(link)
     assert organization.memberships.get(user__email="new@example.com").role == Role.VIEWER

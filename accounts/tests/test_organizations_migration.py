@@ -17,27 +17,6 @@ BEFORE = [
     ("billing", "0007_spend_alerts"),
     ("usage", "0008_calls_blocked_feed"),
 ]
-# usage 0009 has no reverse: the change feed as usage 0006-0008 left it.
-FEED_BEFORE = """
-CREATE OR REPLACE FUNCTION forward_auth_account_changed() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO forward_auth_change (prefix)
-    SELECT prefix FROM accounts_apitoken
-    WHERE user_id = (to_jsonb(CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END) ->> TG_ARGV[0])::bigint;
-    RETURN NULL;
-END $$;
-DROP TRIGGER forward_auth_change ON accounts_apitoken;
-CREATE TRIGGER forward_auth_change AFTER INSERT OR DELETE OR UPDATE OF prefix, digest, revoked_at, user_id,
-    allowed_endpoints, allowed_networks, expires_on, per_minute
-    ON accounts_apitoken FOR EACH ROW EXECUTE FUNCTION forward_auth_token_changed();
-DROP TRIGGER forward_auth_change ON accounts_organization;
-CREATE TRIGGER forward_auth_change AFTER DELETE OR UPDATE OF is_active
-    ON accounts_user FOR EACH ROW EXECUTE FUNCTION forward_auth_account_changed('id');
-DROP TRIGGER forward_auth_change ON billing_customer;
-CREATE TRIGGER forward_auth_change AFTER INSERT OR DELETE
-    OR UPDATE OF plan_id, current_period_start, current_period_end, calls_blocked
-    ON billing_customer FOR EACH ROW EXECUTE FUNCTION forward_auth_account_changed('user_id');
-"""
 TOKEN_FIELDS = ["name", "prefix", "digest", "created", "revoked_at", "allowed_endpoints", "allowed_networks"]
 TOKEN_FIELDS += ["last_used", "expires_on", "per_minute"]
 CUSTOMER_FIELDS = ["plan_id", "stripe_id", "current_period_start", "current_period_end", "stripe_subscription"]
@@ -51,14 +30,6 @@ def migrate(targets) -> MigrationExecutor:
     executor.migrate(targets)
     executor.loader.build_graph()
     return executor
-
-
-def migrate_back() -> MigrationExecutor:
-    migrate([("accounts", "0004_organizations"), ("billing", "0008_customer_organization")])
-    with connection.cursor() as cursor:
-        cursor.execute(FEED_BEFORE)
-    MigrationExecutor(connection).recorder.record_unapplied("usage", "0009_organizations_feed")
-    return migrate(BEFORE)
 
 
 def new_secret() -> dict:
@@ -121,7 +92,7 @@ def calls() -> list[tuple]:
 @pytest.mark.django_db(transaction=True)
 def test_users_tokens_customers_and_usage_move_into_personal_organizations(usage_store):
     try:
-        apps = migrate_back().loader.project_state(BEFORE).apps
+        apps = migrate(BEFORE).loader.project_state(BEFORE).apps
         token_secrets = populate(apps)
         users = {user.id: user for user in apps.get_model("accounts.User").objects.all()}
         tokens = {token.id: token for token in apps.get_model("accounts.ApiToken").objects.all()}

@@ -46,7 +46,7 @@ def test_sign_up_create_a_token_navigate_reload_and_go_back(page, transactional_
 
 def test_revoking_a_token_updates_the_list_in_place(page, transactional_db):
     sign_up(page)
-    ApiToken.issue(User.objects.get(), "laptop")
+    ApiToken.issue(User.objects.get().default_organization(), "laptop")
     page.reload()
     page.get_by_role("button", name="Revoke").click()
     expect(page.get_by_text("revoked")).to_be_visible()
@@ -56,7 +56,7 @@ def test_revoking_a_token_updates_the_list_in_place(page, transactional_db):
 
 def test_an_error_during_a_swap_is_shown_to_the_user(page, transactional_db):
     sign_up(page)
-    ApiToken.issue(User.objects.get(), "laptop")
+    ApiToken.issue(User.objects.get().default_organization(), "laptop")
     page.reload()
     ApiToken.objects.get().revoke()  # revoked elsewhere: the button now gets a 404
     page.get_by_role("button", name="Revoke").click()

@@ -22,7 +22,7 @@ from playwright.sync_api import expect
 from accounts.models import ApiToken, SupportMessage, User
 from billing.models import Customer, Plan
 from tests.browser.helpers import SCREENSHOTS
-from tests.helpers import PASSWORD, customer_user
+from tests.helpers import PASSWORD
 from usage import forward_auth
 from usage.models import ApiCall
 
@@ -47,7 +47,7 @@ STAFF_EMAIL = "operations@example.com"
 def customer(settings, usage_store) -> User:
     """A customer with a long e-mail address, tokens, support messages, a paid plan and a year of calls."""
     settings.STRIPE_SECRET_KEY = "sk_test_walk"  # billing is on; no page walked here calls Stripe
-    user = customer_user(CUSTOMER_EMAIL)
+    user = User.objects.create_user(CUSTOMER_EMAIL, PASSWORD)
     organization = user.default_organization()
     now = timezone.now()
     ApiToken.issue(organization, TOKEN_NAME, created_by=user)
@@ -243,6 +243,10 @@ def test_a_customer_walks_every_page(walker, customer):
         page.get_by_role("navigation", name="Time range").get_by_role("link", name=label).click()
         walker.visit(f"/usage/?range={key}", "Usage", f"usage-{key}")
     walker.nav("Billing", "/billing/", "Billing", "billing")
+    walker.nav(CUSTOMER_EMAIL, "/organization/", CUSTOMER_EMAIL, "organization")  # named by its owner's e-mail
+    page.get_by_role("link", name="Audit log").click()
+    walker.visit("/organization/audit/", f"Audit log of {CUSTOMER_EMAIL}", "audit-log")
+    walker.nav("Switch", "/organizations/", "Organizations", "organizations")
     walker.nav("Support", "/support/", "Support", "support")
     walker.nav("Account", "/account/", "Account", "account")
     page.get_by_role("link", name="Change password").click()
@@ -267,7 +271,7 @@ def test_a_customer_walks_every_page(walker, customer):
     walker.log_in(CUSTOMER_EMAIL)
     walker.at("/usage/?range=30d", "Usage")
     page.context.clear_cookies()
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Account").click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Account", exact=True).click()
     walker.at("/login/?next=/account/", "Log in")
 
 

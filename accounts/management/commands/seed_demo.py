@@ -2,20 +2,18 @@ import secrets
 
 from django.core.management.base import BaseCommand
 
-from accounts.models import Organization, User
+from accounts.models import User
 
 
 class Command(BaseCommand):
-    help = "Create a demo customer (with their organization) and a staff user (once); print their credentials."
+    help = "Create a demo customer and a staff user (once); print their credentials."
 
     def handle(self, *args, **options):
         for email, staff in [("demo@example.com", False), ("staff@example.com", True)]:
             if User.objects.filter(email=email).exists():
                 continue
             password = secrets.token_urlsafe(12)
-            if staff:
-                User.objects.create_superuser(email, password)
-            else:
-                Organization.create_personal(User.objects.create_user(email, password))
+            create = User.objects.create_superuser if staff else User.objects.create_user
+            create(email, password)
             role = "staff user (admin at /admin/)" if staff else "demo customer"
             self.stdout.write(self.style.SUCCESS(f"Created {role}: {email} / {password}"))
