@@ -5,6 +5,8 @@ import shutil
 import pytest
 from playwright.sync_api import sync_playwright
 
+from backoffice.gateway import traefik_command
+from tests.servers import free_port, nlp_api, traefik
 from usage import forward_auth
 
 CHROMIUM = "/usr/bin/chromium"
@@ -47,3 +49,14 @@ def page_with_bfcache(browser, live_server, transactional_db):
     yield with_bfcache.new_context(base_url=live_server.url).new_page()
     with_bfcache.close()
     forward_auth.stop_service()
+
+
+@pytest.fixture
+def api(tmp_path, live_server, settings, usage_store):
+    """https://api.example.com as deployed: Traefik, with the shipped configuration, in front of the
+    example NLP API, which reports quantities to the live server; answers the gateway's URL."""
+    settings.USAGE_SERVICE_TOKEN = "svc-browser"
+    gateway_port, nlp_port = free_port(), free_port()
+    gateway = traefik_command(tmp_path, gateway_port, live_server.url, f"http://127.0.0.1:{nlp_port}", "127.0.0.1")
+    with nlp_api(nlp_port, live_server.url, settings.USAGE_SERVICE_TOKEN), traefik(gateway, gateway_port, "127.0.0.1"):
+        yield f"http://127.0.0.1:{gateway_port}"

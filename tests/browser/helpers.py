@@ -79,3 +79,31 @@ def log_in(page, email):
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url("/")
+
+
+def extract(api: str, secret: str, log: list[int] | None = None) -> tuple[int, dict, dict]:
+    """POST /v1/entities through the gateway (the `api` fixture); the status is appended to `log`."""
+    request = urllib.request.Request(
+        f"{api}/v1/entities",
+        method="POST",
+        data=json.dumps({"text": "Ada Lovelace was born in London in 1815."}).encode(),
+        headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = response.status, dict(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        answer = error.code, dict(error.headers), json.loads(error.read())
+    if log is not None:
+        log.append(answer[0])
+    return answer
+
+
+def reload_until(page, text: str, seconds: float = 10) -> None:
+    """Reload until the page shows `text` (usage arrives through the flusher, within seconds)."""
+    for _ in range(int(seconds * 4)):
+        if text in page.content():
+            return
+        page.wait_for_timeout(250)
+        page.reload()
+    expect(page.get_by_text(text).first).to_be_visible()

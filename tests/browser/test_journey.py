@@ -8,54 +8,15 @@ Screenshots of each page, desktop and mobile, go to $SCREENSHOT_DIR (default
 test-artifacts/screenshots), which CI keeps.
 """
 
-import json
-import urllib.error
-import urllib.request
-
 import pytest
 from playwright.sync_api import expect
 
 from accounts.models import User
-from backoffice.gateway import traefik_command
-from tests.browser.helpers import SCREENSHOTS, sign_up
+from tests.browser.helpers import SCREENSHOTS, extract, reload_until, sign_up
 from tests.helpers import PASSWORD
-from tests.servers import free_port, nlp_api, traefik
 
 # Transactional (a live server or a server process): pytest-django runs these after the others.
 pytestmark = pytest.mark.django_db(transaction=True)
-
-SERVICE_TOKEN = "svc-journey"
-
-
-@pytest.fixture
-def api(tmp_path, live_server, settings, usage_store):
-    """https://api.example.com as deployed: Traefik in front of the example NLP API."""
-    settings.USAGE_SERVICE_TOKEN = SERVICE_TOKEN
-    gateway_port, nlp_port = free_port(), free_port()
-    gateway = traefik_command(tmp_path, gateway_port, live_server.url, f"http://127.0.0.1:{nlp_port}", "127.0.0.1")
-    with nlp_api(nlp_port, live_server.url, SERVICE_TOKEN), traefik(gateway, gateway_port, "127.0.0.1"):
-        yield f"http://127.0.0.1:{gateway_port}"
-
-
-def extract(api: str, secret: str, log: list[int]) -> tuple[int, dict, dict]:
-    """POST /v1/entities through the gateway; the status is appended to `log`."""
-    status, headers, body = _extract(api, secret)
-    log.append(status)
-    return status, headers, body
-
-
-def _extract(api: str, secret: str) -> tuple[int, dict, dict]:
-    request = urllib.request.Request(
-        f"{api}/v1/entities",
-        method="POST",
-        data=json.dumps({"text": "Ada Lovelace was born in London in 1815."}).encode(),
-        headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request) as response:
-            return response.status, dict(response.headers), json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), json.loads(error.read())
 
 
 def shoot(page, name: str) -> None:
@@ -65,15 +26,6 @@ def shoot(page, name: str) -> None:
     page.set_viewport_size({"width": 375, "height": 812})
     page.screenshot(path=SCREENSHOTS / f"{name}-mobile.png", full_page=True)
     page.set_viewport_size(width)
-
-
-def reload_until(page, text: str, seconds: float = 10) -> None:
-    for _ in range(int(seconds * 4)):
-        if text in page.content():
-            return
-        page.wait_for_timeout(250)
-        page.reload()
-    expect(page.get_by_text(text).first).to_be_visible()
 
 
 def test_the_customer_journey(page, browser, live_server, api, stripe_server):

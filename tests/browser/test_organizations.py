@@ -11,27 +11,13 @@ from django.core import mail
 from playwright.sync_api import expect
 
 from accounts.models import ApiToken
-from backoffice.gateway import traefik_command
-from tests.browser.helpers import sign_up
-from tests.browser.test_journey import extract, reload_until
+from tests.browser.helpers import extract, reload_until, sign_up
 from tests.helpers import PASSWORD
-from tests.servers import free_port, nlp_api, traefik
 
 # Transactional (a live server and server processes): pytest-django runs these after the others.
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SERVICE_TOKEN = "svc-organizations"
 OWNER, DEVELOPER, VIEWER = "owner@example.com", "dev@example.com", "viewer@example.com"
-
-
-@pytest.fixture
-def api(tmp_path, live_server, settings, usage_store):
-    """https://api.example.com as deployed: Traefik in front of the example NLP API (as in test_journey)."""
-    settings.USAGE_SERVICE_TOKEN = SERVICE_TOKEN
-    gateway_port, nlp_port = free_port(), free_port()
-    gateway = traefik_command(tmp_path, gateway_port, live_server.url, f"http://127.0.0.1:{nlp_port}", "127.0.0.1")
-    with nlp_api(nlp_port, live_server.url, SERVICE_TOKEN), traefik(gateway, gateway_port, "127.0.0.1"):
-        yield f"http://127.0.0.1:{gateway_port}"
 
 
 @pytest.fixture
@@ -112,11 +98,11 @@ def test_an_owner_invites_a_developer_who_calls_the_api_and_a_viewer_who_cannot_
     assert token.organization.name == OWNER and token.created_by.email == DEVELOPER
 
     for _ in range(50):  # a new token reaches forward-auth within a second; unknown, it is not recorded
-        status, _, body = extract(api, secret, [])
+        status, _, body = extract(api, secret)
         if status != 401:
             break
         developer.wait_for_timeout(100)
-    calls = [status] + [extract(api, secret, [])[0] for _ in range(2)]
+    calls = [status] + [extract(api, secret)[0] for _ in range(2)]
     assert calls == [200, 200, 200]
     assert {"start": 0, "end": 12, "type": "PERSON", "text": "Ada Lovelace"} in body["entities"]
 
