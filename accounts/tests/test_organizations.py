@@ -40,6 +40,7 @@ def member_client(user, organization: Organization, role: str | None = None) -> 
 def actions(organization: Organization, other: Membership) -> list[tuple[str, str, str, dict]]:
     """(permission, method, url, data) of every page and action of an organization."""
     token = organization.tokens.get()
+    invitation = Invitation.objects.create(organization=organization, email="later@example.com", role=Role.VIEWER)
     return [
         ("usage", "get", reverse("dashboard"), {}),
         ("usage", "get", reverse("usage"), {}),
@@ -57,6 +58,7 @@ def actions(organization: Organization, other: Membership) -> list[tuple[str, st
         ("billing", "post", reverse("billing_portal"), {}),
         ("billing", "get", reverse("confirm_plan", args=["pro"]), {}),
         ("members", "post", reverse("invite"), {"email": "new@example.com", "role": "viewer"}),
+        ("members", "post", reverse("cancel_invitation", args=[invitation.pk]), {}),
         ("members", "post", reverse("change_role", args=[other.pk]), {"role": "billing"}),
         ("audit", "get", reverse("audit_log"), {}),
         ("members", "post", reverse("remove_member", args=[other.pk]), {}),

@@ -8,6 +8,7 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import Membership, Role
 from billing.customers import customer_of
 from billing.models import Customer, Plan, QuotaAlert
 from usage.models import Quantity
@@ -46,6 +47,16 @@ def small_quota(customer) -> Customer:
 
 def send_alerts() -> None:
     call_command("send_quota_alerts", stdout=io.StringIO())
+
+
+def test_alerts_go_to_the_organizations_owners_and_billing_members(small_quota, calls, customer, django_user_model):
+    organization = customer.default_organization()
+    for email, role in [("pay@example.com", Role.BILLING), ("dev@example.com", Role.DEVELOPER)]:
+        user = django_user_model.objects.create_user(email, "x")
+        Membership.objects.create(organization=organization, user=user, role=role)
+    calls(8)
+    send_alerts()
+    assert sorted(mail.outbox[0].to) == ["ada@example.com", "pay@example.com"]
 
 
 def test_calls_reaching_80_then_100_percent_send_one_e_mail_each_once(small_quota, calls, customer):
