@@ -2,6 +2,7 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.mail import send_mail
 from django.core.paginator import Paginator
 from django.db import transaction
@@ -11,9 +12,10 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.forms import InvitationForm, OrganizationForm, RoleForm
-from accounts.models import AuditEvent, Invitation, Membership, Organization, Role
+from accounts.models import PERMISSIONS, AuditEvent, Invitation, Membership, Organization, Role
 from accounts.organizations import (
     INVITATION_DAYS,
     SESSION_KEY,
@@ -41,17 +43,27 @@ def invite(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _organization_page(request, form)
     email, role = form.cleaned_data["email"], form.cleaned_data["role"]
-    organization.invitations.filter(email=email, accepted_at__isnull=True).delete()  # the new link replaces them
-    invitation = Invitation.objects.create(organization=organization, email=email, role=role, invited_by=request.user)
-    link = request.build_absolute_uri(reverse("invitation", args=[invitation_link_token(invitation)]))
-    send_mail(
-        f"{request.user.email} invites you to {organization} on NLP API",
-        f"{request.user.email} invites you to join {organization} as {invitation.get_role_display().lower()}.\n\n"
-        f"Accept within {INVITATION_DAYS} days (the link works once):\n{link}\n",
-        None,
-        [email],
-    )
-    record(request, organization, Action.MEMBER_INVITED, f"{email} as {invitation.get_role_display().lower()}")
+    name = " ".join(organization.name.split())  # one line: a header
+    with transaction.atomic():  # no invitation without its e-mail
+        organization.invitations.filter(email=email, accepted_at__isnull=True).delete()  # the new link replaces them
+        invitation = Invitation.objects.create(
+            organization=organization, email=email, role=role, invited_by=request.user
+        )
+        link = request.build_absolute_uri(reverse("invitation", args=[invitation_link_token(invitation)]))
+        role_name = invitation.get_role_display().lower()
+        try:
+            send_mail(
+                f"{request.user.email} invites you to {name} on NLP API",
+                f"{request.user.email} invites you to join {name} as {role_name}.\n\n"
+                f"Accept within {INVITATION_DAYS} days (the link works once):\n{link}\n",
+                None,
+                [email],
+            )
+        except OSError:  # the mail server
+            transaction.set_rollback(True)
+            messages.error(request, f"The invitation to {email} could not be e-mailed. Please try again.")
+            return redirect("organization")
+        record(request, organization, Action.MEMBER_INVITED, f"{email} as {role_name}")
     messages.success(request, f"Invitation e-mailed to {email}. The link works once, for {INVITATION_DAYS} days.")
     return redirect("organization")
 
@@ -107,7 +119,8 @@ def remove_member(request: HttpRequest, membership_id: int) -> HttpResponse:
 def leave(request: HttpRequest) -> HttpResponse:
     organization = request.organization
     with transaction.atomic():
-        member = _member(request, request.membership.pk)
+        _lock(organization)
+        member = get_object_or_404(Membership.objects.select_related("user"), pk=request.membership.pk)
         if _is_last_owner(member):
             messages.error(request, "You are the last owner: make another member owner before you leave.")
             return redirect("organization")
@@ -115,7 +128,8 @@ def leave(request: HttpRequest) -> HttpResponse:
     record(request, organization, Action.MEMBER_REMOVED, f"{request.user} (left)")
     request.session.pop(SESSION_KEY, None)
     messages.success(request, f"You left {organization}.")
-    return redirect("organizations")
+    url = reverse("organizations")  # a whole page: the menu was the organization's
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
 @member_can("audit")
@@ -163,7 +177,7 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
     context = {"invitation": found, "token": token}
     if found is None or not request.user.is_authenticated:
         return TemplateResponse(request, "accounts/invitation.html", context, status=404 if found is None else 200)
-    if request.user.email != found.email:
+    if request.user.email.lower() != found.email:  # an address saved by staff may have capitals
         context["wrong_user"] = True
         return TemplateResponse(request, "accounts/invitation.html", context, status=403)
     if request.method != "POST":
@@ -204,11 +218,18 @@ def _member(request: HttpRequest, membership_id: int) -> Membership:
     """A membership of the current organization, for a change in this transaction; 404 for any other.
 
     The organization's row is locked first: its membership changes run one at a time, so two owners
-    demoting each other at once cannot both pass the last-owner check (nor deadlock)."""
-    Organization.objects.select_for_update().filter(pk=request.organization.pk).first()
+    demoting each other at once cannot both pass the last-owner check (nor deadlock), and one
+    demoted or removed meanwhile can no longer act."""
+    _lock(request.organization)
+    if not Membership.objects.filter(pk=request.membership.pk, role__in=PERMISSIONS["members"]).exists():
+        raise PermissionDenied("You are no longer an owner of this organization.")
     return get_object_or_404(
         Membership.objects.select_related("user"), pk=membership_id, organization=request.organization
     )
+
+
+def _lock(organization: Organization) -> None:
+    Organization.objects.select_for_update().filter(pk=organization.pk).first()
 
 
 def _is_last_owner(member: Membership) -> bool:

@@ -75,3 +75,13 @@ class UserAdmin(BaseUserAdmin):
     ]
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
     inlines = [MembershipInline, SupportMessageInline]
+
+    def get_inlines(self, request, user):
+        return self.inlines if user else []  # a new user's memberships: their personal organization, on save
+
+    def save_model(self, request, user, form, change):
+        """A user added here is made as sign-up makes one: e-mail in lower case, a personal organization."""
+        user.email = user.email.lower()
+        super().save_model(request, user, form, change)
+        if not change:
+            Organization.create_personal(user)

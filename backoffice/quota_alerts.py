@@ -71,8 +71,12 @@ def send_pending() -> int:
     for _, group in groupby(sorted(pending, key=key), key=key):
         alerts = list(group)
         highest = max(alerts, key=lambda alert: alert.threshold)
+        recipients = highest.customer.organization.billing_emails()
+        if not recipients:  # no active owner or billing member now: kept until there is one
+            log.warning("Quota alert of %s has no recipient", highest.customer.organization)
+            continue
         try:
-            send_mail(*message(highest), None, highest.customer.organization.billing_emails())
+            send_mail(*message(highest), None, recipients)
         except OSError:  # the mail server: the next run tries again
             log.exception("Quota alert to %s not sent", highest.customer.organization)
             continue

@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.forms import SignupForm
@@ -47,8 +48,10 @@ def signup(request: HttpRequest) -> HttpResponse:
     new user lands on the invitation to accept it."""
     if request.user.is_authenticated:
         return redirect("dashboard")
-    next_url = request.POST.get("next") or request.GET.get("next", "")  # only ever an invitation's address
-    invitation = invitation_of(next_url.removeprefix("/invitations/").rstrip("/")) if next_url else None
+    next_url = request.POST.get("next") or request.GET.get("next", "")
+    token = next_url.removeprefix("/invitations/").removesuffix("/")
+    invitation = invitation_of(token) if next_url.startswith("/invitations/") else None
+    next_url = reverse("invitation", args=[token]) if invitation else ""  # never anywhere else
     form = SignupForm(request.POST or None, initial={"email": invitation.email if invitation else ""})
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
@@ -56,8 +59,8 @@ def signup(request: HttpRequest) -> HttpResponse:
             organization = Organization.create_personal(user)
         start_billing(organization)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect(next_url if invitation else "tokens")
-    return TemplateResponse(request, "accounts/signup.html", {"form": form, "next": next_url if invitation else ""})
+        return redirect(next_url or "tokens")
+    return TemplateResponse(request, "accounts/signup.html", {"form": form, "next": next_url})
 
 
 # Error pages, in the site's layout. 400 and 500 are rendered without the request, as Django's own

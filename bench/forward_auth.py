@@ -47,7 +47,7 @@ def setup_database() -> str:
     from bench.forward_auth_scale import populate
 
     populate(int(os.environ.get("BENCH_TOKENS", 1_000_000)))
-    from accounts.models import ApiToken, Organization
+    from accounts.models import ApiToken, User
     from billing.models import Customer, EndpointLimit, Plan
 
     huge = 10**9
@@ -57,7 +57,8 @@ def setup_database() -> str:
     EndpointLimit.objects.update_or_create(
         plan=plan, pattern="/v1/*/entities", window="minute", defaults={"quota": huge}
     )
-    organization, _ = Organization.objects.get_or_create(name="bench")
+    user = User.objects.filter(email="bench@example.com").first() or User.objects.create_user("bench@example.com")
+    organization = user.default_organization()
     Customer.objects.update_or_create(organization=organization, defaults={"plan": plan})
     organization.tokens.all().delete()
     return ApiToken.issue(organization, "bench")[1]

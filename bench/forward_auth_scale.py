@@ -46,14 +46,22 @@ def populate(total: int) -> None:
         have = cursor.fetchone()[0]
         if have >= total:
             return
-        account_ids = "SELECT name, id FROM accounts_organization WHERE name ~ '^bench[0-9]+$'"
-        cursor.execute(account_ids)
-        ids = {int(name[5:]): organization_id for name, organization_id in cursor.fetchall()}
+        accounts = total // TOKENS_PER_ACCOUNT
+        have_accounts = len(ids_of(cursor, "accounts_organization", "name", "bench"))
+        with cursor.copy(
+            "COPY accounts_user (password, is_superuser, email, is_staff, is_active, date_joined, "
+            "first_name, last_name) FROM STDIN"
+        ) as copy:
+            for account in range(have_accounts, accounts):
+                copy.write_row(["!", False, f"bench{account}@example.com", False, True, "2027-01-01", "", ""])
         with cursor.copy("COPY accounts_organization (name, is_active, created) FROM STDIN") as copy:
-            for account in range(len(ids), total // TOKENS_PER_ACCOUNT):
+            for account in range(have_accounts, accounts):
                 copy.write_row([f"bench{account}", True, "2027-01-01"])
-        cursor.execute(account_ids)
-        ids = {int(name[5:]): organization_id for name, organization_id in cursor.fetchall()}
+        ids = ids_of(cursor, "accounts_organization", "name", "bench")
+        users = ids_of(cursor, "accounts_user", "email", "bench")
+        with cursor.copy("COPY accounts_membership (organization_id, user_id, role, joined) FROM STDIN") as copy:
+            for account in range(have_accounts, accounts):  # a member: forward-auth refuses tokens of none
+                copy.write_row([ids[account], users[account], "owner", "2027-01-01"])
         columns = "organization_id, name, prefix, digest, created, allowed_endpoints, allowed_networks"
         with cursor.copy(f"COPY accounts_apitoken ({columns}) FROM STDIN") as copy:
             for i in range(have, total):
@@ -61,7 +69,13 @@ def populate(total: int) -> None:
                 account, digest = ids[i // TOKENS_PER_ACCOUNT], token_digest(secret, key).hex()
                 copy.write_row([account, "bench", secret[:12], digest, "2027-01-01", [], []])
         cursor.execute("DELETE FROM forward_auth_change")  # the bulk load's own feed: nobody is reading it
-        cursor.execute("ANALYZE accounts_organization, accounts_apitoken")
+        cursor.execute("ANALYZE accounts_user, accounts_organization, accounts_membership, accounts_apitoken")
+
+
+def ids_of(cursor, table: str, column: str, stem: str) -> dict[int, int]:
+    """The ids of the bench's rows of `table`, by their number (`bench12`, `bench12@example.com`: 12)."""
+    cursor.execute(f"SELECT {column}, id FROM {table} WHERE {column} ~ %s", [f"^{stem}[0-9]+(@example.com)?$"])
+    return {int(value[len(stem) :].partition("@")[0]): pk for value, pk in cursor.fetchall()}
 
 
 def state_size(auth) -> int:

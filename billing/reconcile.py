@@ -13,7 +13,9 @@ log = logging.getLogger(__name__)
 def reconcile() -> dict[str, int]:
     """Create missing Stripe customers, re-sync every customer, process events left unprocessed."""
     counts = {"created": 0, "synced": 0, "events": 0, "failed": 0}
-    for organization in Organization.objects.exclude(customer__stripe_id__gt=""):
+    # Active organizations with a non-staff member (staff's own are no customers), without one yet.
+    customers = Organization.objects.filter(is_active=True, memberships__user__is_staff=False).distinct()
+    for organization in customers.exclude(customer__stripe_id__gt=""):
         try:
             ensure_stripe_customer(organization)
             counts["created"] += 1

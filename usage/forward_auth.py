@@ -40,9 +40,11 @@ import redis
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection
+from django.db.models import Exists, OuterRef
 
 from accounts.models import (
     ApiToken,
+    Membership,
     expiry_instant,
     network,
     pattern_regex,
@@ -267,10 +269,12 @@ def load_plans() -> tuple[dict[int, PlanRules], PlanRules | None]:
 
 
 def load_credential(prefix: str) -> Credential | None:
-    """The active token with this prefix, of an active organization; None if there is none."""
+    """The active token with this prefix, of an active organization with an active member; None if
+    there is none (a user deactivated or deleted takes their personal organization's tokens along)."""
+    members = Membership.objects.filter(organization=OuterRef("organization"), user__is_active=True)
     row = (
         ApiToken.objects.active()
-        .filter(prefix=prefix, organization__is_active=True)
+        .filter(Exists(members), prefix=prefix, organization__is_active=True)
         .values_list(
             "digest",
             "id",

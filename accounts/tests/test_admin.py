@@ -2,7 +2,7 @@ import pytest
 from django.db import ProgrammingError, transaction
 from django.urls import reverse
 
-from accounts.models import ApiToken, AuditEvent, Membership, Role, SupportMessage
+from accounts.models import ApiToken, AuditEvent, Membership, Role, SupportMessage, User
 from billing.models import Customer, Plan
 
 
@@ -43,6 +43,14 @@ def test_staff_search_tokens_by_customer_email_and_filter_by_state(staff_client,
 def test_staff_search_customers_by_email(staff_client, customer, other_customer):
     html = staff_client.get(reverse("admin:accounts_user_changelist"), {"q": "grace"}).content.decode()
     assert other_customer.email in html and customer.email not in html
+
+
+def test_a_user_added_by_staff_is_made_as_sign_up_makes_one(staff_client):
+    form = {"email": "New@Example.com", "password1": "correct horse battery", "password2": "correct horse battery"}
+    form["usable_password"] = "true"
+    assert staff_client.post(reverse("admin:accounts_user_add"), form).status_code == 302
+    user = User.objects.get(email="new@example.com")
+    assert user.default_organization().memberships.get().role == Role.OWNER
 
 
 def test_customers_cannot_reach_the_admin(customer_client):

@@ -59,6 +59,18 @@ def test_alerts_go_to_the_organizations_owners_and_billing_members(small_quota, 
     assert sorted(mail.outbox[0].to) == ["ada@example.com", "pay@example.com"]
 
 
+def test_an_alert_with_no_one_to_tell_waits_for_someone(small_quota, calls, customer):
+    customer.is_active = False  # the only owner
+    customer.save()
+    calls(8)
+    send_alerts()
+    assert mail.outbox == [] and QuotaAlert.objects.get().sent_at is None
+    customer.is_active = True
+    customer.save()
+    send_alerts()
+    assert mail.outbox[0].to == [customer.email] and QuotaAlert.objects.get().sent_at is not None
+
+
 def test_calls_reaching_80_then_100_percent_send_one_e_mail_each_once(small_quota, calls, customer):
     calls(7)
     send_alerts()

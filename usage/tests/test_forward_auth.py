@@ -5,7 +5,7 @@ from datetime import UTC
 
 import pytest
 
-from accounts.models import ApiToken
+from accounts.models import ApiToken, Membership, Role
 from billing.models import Customer, Plan
 from usage.tests.helpers import T0, call
 
@@ -94,15 +94,31 @@ def test_a_deactivated_organization_is_refused(auth, secret, customer):
     assert call(auth, secret).status == 401
 
 
-def test_a_token_outlives_its_creator_and_then_names_no_user(auth, secret, customer):
-    auth.refresh()
+def test_a_token_outlives_its_creator_while_its_organization_has_an_active_member(
+    auth, secret, customer, other_customer
+):
     organization = customer.default_organization()
-    customer.delete()  # the member who created it: the organization's token stays
+    Membership.objects.create(organization=organization, user=other_customer, role=Role.OWNER)
+    auth.refresh()
+    assert call(auth, secret).status == 200
+    customer.delete()  # the member who created it: the organization's token stays, naming no user
     auth.refresh()
     answer = call(auth, secret)
     headers = dict(answer.headers)
     assert answer.status == 200 and headers["X-Organization-Id"] == str(organization.pk)
     assert "X-User-Id" not in headers
+
+    other_customer.is_active = False  # the last active member: nobody answers for the tokens
+    other_customer.save()
+    auth.refresh()
+    assert call(auth, secret).status == 401
+    other_customer.is_active = True
+    other_customer.save()
+    auth.refresh()
+    assert call(auth, secret).status == 200
+    other_customer.delete()
+    auth.refresh()
+    assert call(auth, secret).status == 401
 
 
 def test_the_call_over_the_limit_gets_429_with_retry_after_and_the_rate_limit_fields(auth, secret, clock):
