@@ -62,7 +62,7 @@ def member_can(action: str):
         @login_required
         def checked(request: HttpRequest, *args, **kwargs):
             membership = current_membership(request)
-            if membership is None:  # removed from their last one, or staff: create one or accept an invitation
+            if membership is None:  # removed from their last one: create one, or accept an invitation
                 return redirect("organizations")
             if not membership.can(action):
                 raise PermissionDenied(
