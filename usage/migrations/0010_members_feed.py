@@ -1,11 +1,22 @@
 """Forward-auth refuses the tokens of an organization with no active member (usage/forward_auth.py):
 a user deactivated or deleted, the last member removed. So the change feed also watches who is
 an active member: a user's is_active names the tokens of their organizations, and a membership
-added or removed (a deleted user's included) the tokens of its organization."""
+added or removed (a deleted user's included) the tokens of its organization.
+
+A row moved to another organization (a customer reassigned in the admin) now names the tokens of
+both: the one it left keeps no stale plan."""
 
 from django.db import migrations
 
 FORWARD = """
+CREATE OR REPLACE FUNCTION forward_auth_account_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO forward_auth_change (prefix)
+    SELECT prefix FROM accounts_apitoken
+    WHERE organization_id IN ((to_jsonb(OLD) ->> TG_ARGV[0])::bigint, (to_jsonb(NEW) ->> TG_ARGV[0])::bigint);
+    RETURN NULL;  -- OLD is NULL on INSERT, NEW on DELETE
+END $$;
+
 CREATE FUNCTION forward_auth_member_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO forward_auth_change (prefix)

@@ -121,6 +121,15 @@ def test_a_token_outlives_its_creator_while_its_organization_has_an_active_membe
     assert call(auth, secret).status == 401
 
 
+def test_a_customer_moved_to_another_organization_leaves_no_stale_plan(auth, secret, customer, other_customer):
+    auth.refresh()
+    assert dict(call(auth, secret).headers)["X-Plan"] == "tiny"
+    moved = Customer.objects.filter(organization=customer.default_organization())
+    moved.update(organization=other_customer.default_organization())  # as staff may, in the admin
+    auth.refresh()
+    assert dict(call(auth, secret).headers)["X-Plan"] == Plan.objects.default().slug
+
+
 def test_the_call_over_the_limit_gets_429_with_retry_after_and_the_rate_limit_fields(auth, secret, clock):
     auth.refresh()
     assert [call(auth, secret).status for _ in range(3)] == [200, 200, 200]
