@@ -110,7 +110,8 @@ def remove_member(request: HttpRequest, membership_id: int) -> HttpResponse:
             return redirect("organization")
         member.delete()
     record(request, request.organization, Action.MEMBER_REMOVED, str(member.user))
-    messages.success(request, f"{member.user} is no longer a member of {request.organization}.")
+    if not request.htmx:  # htmx swaps the page's content: the list shows it, a message would wait for a full page
+        messages.success(request, f"{member.user} is no longer a member of {request.organization}.")
     return redirect("organization")
 
 
@@ -121,9 +122,8 @@ def leave(request: HttpRequest) -> HttpResponse:
     with transaction.atomic():
         _lock(organization)
         member = get_object_or_404(Membership.objects.select_related("user"), pk=request.membership.pk)
-        if _is_last_owner(member):
-            messages.error(request, "You are the last owner: make another member owner before you leave.")
-            return redirect("organization")
+        if _is_last_owner(member):  # a 403 page saying so (htmx: the alert)
+            raise PermissionDenied("You are the last owner: make another member owner before you leave.")
         member.delete()
     record(request, organization, Action.MEMBER_REMOVED, f"{request.user} (left)")
     request.session.pop(SESSION_KEY, None)

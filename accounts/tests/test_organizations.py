@@ -224,7 +224,9 @@ def test_the_last_owner_can_neither_be_demoted_nor_removed_nor_leave(organizatio
     ada = organization.memberships.get(user=customer)
     owner.post(reverse("change_role", args=[ada.pk]), {"role": Role.VIEWER})
     owner.post(reverse("remove_member", args=[ada.pk]))
-    owner.post(reverse("leave_organization"))
+    for headers in [{}, HTMX]:
+        response = owner.post(reverse("leave_organization"), **headers)
+        assert response.status_code == 403 and "You are the last owner" in response.content.decode()
     assert organization.memberships.get(user=customer).role == Role.OWNER
 
     Membership.objects.create(organization=organization, user=other_customer, role=Role.OWNER)
