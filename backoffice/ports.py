@@ -1,10 +1,12 @@
 """Local servers: a free port to start one on, waiting until it listens, running one (`make run`, tests, bench)."""
 
+import os
+import signal
 import socket
 import subprocess
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
@@ -56,14 +58,15 @@ class Server(subprocess.Popen):
 @contextmanager
 def running(args: list[str], port: int, env: dict[str, str] | None = None, cwd: Path | None = None):
     """A process, once it listens on `port`; terminated at the end."""
-    process = Server(args, env=env, cwd=cwd)
+    process = Server(args, env=env, cwd=cwd, start_new_session=True)
     try:
         wait_for_port(port, process)
         yield process
     finally:
         process.terminate()
-        try:
+        with suppress(subprocess.TimeoutExpired):  # hung while stopping
             process.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # hung while stopping: never leave it holding ports and connections
-            process.kill()
-            process.wait()
+        # Never leave it, or a child it left behind (a granian worker), holding ports and connections.
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
