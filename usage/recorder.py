@@ -195,9 +195,11 @@ class UsageRecorder:
             try:
                 self._known_database()
                 self._replay_journal()
-                while self._failed or self._events:
+                waiting = len(self._events)  # not those arriving meanwhile: under load they never run out
+                while self._failed or waiting > 0:
                     if not self._failed:
-                        self._failed = self._take(self.batch_size)
+                        self._failed = self._take(min(waiting, self.batch_size))
+                        waiting -= len(self._failed)
                     self._store(self._failed)
                     self._failed = []
                 with connection.cursor() as cursor:

@@ -1,5 +1,6 @@
 """Lossless ingest: every recorded event lands once, through retries, outages and restarts."""
 
+import itertools
 import json
 import uuid
 from datetime import timedelta
@@ -73,6 +74,28 @@ def test_quantities_reported_before_or_after_the_event_are_merged_exactly(record
     assert recorder.flush()
     assert totals() == totals(DailyUsage) == {"requests": 4, "errors": 0, "words": 15, "characters": 100}
     assert list(Quantity.objects.values_list("request_id", flat=True)) == ["req-unknown"]
+
+
+def test_a_flush_under_steady_traffic_writes_what_was_waiting_then_merges_quantities(recorder):
+    """Calls keep coming while a flush writes: it must not chase them in batch after batch, never
+    getting to the quantities (the words would go unbilled for as long as the traffic lasts)."""
+    for i in range(250):
+        recorder.record(event(i))
+    Quantity.objects.create(request_id="req-1", words=10, characters=70)
+    arriving = (event(i) for i in itertools.count(250))
+    writes = []
+
+    def write_while_calls_arrive(events):
+        writes.append(len(events))
+        for _ in range(150 if len(writes) <= 20 else 0):  # more arrive during a write than a batch takes
+            recorder.record(next(arriving))
+        UsageRecorder._write(events)
+
+    recorder._write = write_while_calls_arrive
+    assert recorder.flush()
+    assert writes == [100, 100, 50]  # the 250 waiting when the flush began, in batches of 100
+    assert ApiCall.objects.get(request_id="req-1").words == 10 and not Quantity.objects.exists()
+    assert recorder.pending == 3 * 150  # for the next flush
 
 
 def test_a_report_whose_call_never_arrives_is_dropped_after_seven_days(recorder):
