@@ -70,30 +70,34 @@ class Verdict(NamedTuple):  # a tuple: made on every decision, so cheap to make
 
 
 class RollingCount:
-    """A ring of bucket counts with a running total."""
+    """A ring of bucket counts with a running total; `last` is the newest bucket's index."""
 
-    __slots__ = ("last", "total", "ring", "expires")
+    __slots__ = ("last", "total", "ring", "slots", "expires")
 
-    def __init__(self, slots: int, index: int):
-        self.last = index
+    def __init__(self, limit: Limit, index: int, period: tuple[float, float]):
         self.total = 0
-        self.ring = [0] * slots
-        self.expires = 0.0  # after this time every bucket is out of the window
+        self.slots = limit.slots
+        self.ring = [0] * self.slots
+        self.move_to(limit, index, period)
 
-    def advance(self, index: int) -> None:
-        ring, size = self.ring, len(self.ring)
-        if index - self.last >= size:
-            self.ring = [0] * size
-            self.total = 0
-        else:
-            for bucket in range(self.last + 1, index + 1):
-                slot = bucket % size
-                self.total -= ring[slot]
-                ring[slot] = 0
+    def move_to(self, limit: Limit, index: int, period: tuple[float, float]) -> None:
+        """Make bucket `index` the newest, emptying those that left the window."""
+        if self.total:
+            ring, size = self.ring, self.slots
+            if index - self.last >= size:
+                self.ring = [0] * size
+                self.total = 0
+            else:
+                for bucket in range(self.last + 1, index + 1):
+                    slot = bucket % size
+                    self.total -= ring[slot]
+                    ring[slot] = 0
         self.last = index
+        # When every bucket counted so far has left the window: it changes only with the newest bucket.
+        self.expires = (index + self.slots) * limit.span if limit.span else period[1]
 
     def oldest(self) -> int:
-        size = len(self.ring)
+        size = self.slots
         for bucket in range(self.last - size + 1, self.last + 1):
             if self.ring[bucket % size]:
                 return bucket
@@ -117,12 +121,13 @@ class MemoryCounters:
             for limit in limits:
                 index = int(now // limit.span) if limit.span else int(period[0])  # limit.bucket(), inlined
                 counter = counts.get(limit.name)
-                if counter is None or len(counter.ring) != limit.slots:
-                    counter = counts[limit.name] = RollingCount(limit.slots, index)
+                if counter is None or counter.slots != limit.slots:
+                    counter = counts[limit.name] = RollingCount(limit, index, period)
                 elif index > counter.last:  # an earlier index: a thread that read the clock just before
-                    counter.advance(index)
-                totals.append(counter.total)
-                if counter.total >= limit.quota:
+                    counter.move_to(limit, index, period)
+                total = counter.total
+                totals.append(total)
+                if total >= limit.quota:
                     return Verdict(False, totals, len(taken), counter.oldest())
                 taken.append(counter)
             lease = None
@@ -134,10 +139,9 @@ class MemoryCounters:
                     return Verdict(False, totals, len(limits))
                 lease = new_lease_id(account)
                 leases[lease] = now + lease_ttl
-            for counter, limit in zip(taken, limits):
-                counter.ring[counter.last % len(counter.ring)] += 1
+            for counter in taken:
+                counter.ring[counter.last % counter.slots] += 1
                 counter.total += 1
-                counter.expires = limit.expiry(now, period)
             return Verdict(True, totals, lease=lease)
 
     def release(self, lease: str) -> bool:
