@@ -7,6 +7,7 @@ import pytest
 
 from accounts.models import ApiToken, Membership, Role
 from billing.models import Customer, Plan
+from usage.forward_auth import MAX_ENDPOINTS_KEPT
 from usage.tests.helpers import T0, call
 
 
@@ -74,9 +75,16 @@ def test_missing_malformed_and_unknown_tokens_get_401_with_a_problem_body(auth, 
     assert body(answer)["status"] == 401 and detail in body(answer)["detail"]
 
 
-def test_a_wrong_secret_behind_a_real_prefix_gets_401(auth, secret):
+@pytest.mark.parametrize("warm", [False, True])
+def test_a_wrong_secret_behind_a_real_prefix_gets_401(auth, secret, warm):
     auth.refresh()
-    assert call(auth, secret[:-1] + ("A" if secret[-1] != "A" else "B")).status == 401
+    if warm:  # the right secret first: a cached token is then checked against what it was verified as
+        assert call(auth, secret).status == 200
+    wrong = secret[:-1] + ("A" if secret[-1] != "A" else "B")
+    assert "unknown or has been revoked" in body(call(auth, wrong))["detail"]
+    assert "well-formed" in body(call(auth, secret + "x"))["detail"]
+    assert "well-formed" in body(call(auth, secret[:13]))["detail"]
+    assert call(auth, secret).status == 200
 
 
 def test_a_revoked_token_gets_401_after_refresh(auth, secret, customer):
@@ -175,6 +183,16 @@ def test_endpoint_limits_apply_only_to_matching_paths(auth, secret):
     assert body(answer)["window"] == "/v1/*/summarization per minute"
     assert '"/v1/*/summarization per minute";q=2;w=60' in dict(answer.headers)["RateLimit-Policy"]
     assert call(auth, secret, uri="/v1/en/entities").status == 200  # refused calls took no plan quota
+
+
+def test_endpoint_limits_still_apply_after_a_flood_of_made_up_paths(auth, plan):
+    auth.refresh()
+    rules = auth.plans[plan.id]
+    names = lambda limits: [limit.name for limit in limits]  # noqa: E731
+    for n in range(MAX_ENDPOINTS_KEPT + 5):  # each path's limits are kept, up to a bound
+        assert names(rules.limits_for(f"/v1/made-up-{n}")) == ["minute", "hour"]
+        assert len(rules.by_endpoint) <= MAX_ENDPOINTS_KEPT
+    assert names(rules.limits_for("/v1/en/summarization")) == ["minute", "hour", "/v1/*/summarization per minute"]
 
 
 def test_the_month_window_is_the_calendar_month_without_a_subscription(auth, customer, clock):
