@@ -134,7 +134,7 @@ class UsageRecorder:
 
     def record(self, event: tuple) -> None:
         self._events.append(event)
-        if len(self._events) >= self.batch_size:
+        if len(self._events) >= self.batch_size and not self._wake.is_set():  # set() takes a lock: once will do
             self._wake.set()
 
     # The flusher.
