@@ -104,32 +104,40 @@ class RollingCount:
         return self.last
 
 
+class Current(NamedTuple):
+    """An account's counters for the limits it was last checked against, in their order, and until
+    when they stay current: every one's newest bucket is still the current one, so no bucket moves."""
+
+    limits: tuple[Limit, ...]
+    period_start: float
+    counters: list[RollingCount]
+    until: float
+
+
 class MemoryCounters:
     """Exact within one process (threads included)."""
 
     def __init__(self):
         self._counts: dict[int, dict[str, RollingCount]] = {}
+        self._current: dict[int, Current] = {}
         self._leases: dict[int, dict[str, float]] = {}
         self._lock = threading.Lock()
 
     def take(self, account, limits, now, period, concurrency, lease_ttl) -> Verdict:
         with self._lock:
-            counts = self._counts.get(account)
-            if counts is None:
-                counts = self._counts[account] = {}
-            taken, totals = [], []
-            for limit in limits:
-                index = int(now // limit.span) if limit.span else int(period[0])  # limit.bucket(), inlined
-                counter = counts.get(limit.name)
-                if counter is None or counter.slots != limit.slots:
-                    counter = counts[limit.name] = RollingCount(limit, index, period)
-                elif index > counter.last:  # an earlier index: a thread that read the clock just before
-                    counter.move_to(limit, index, period)
-                total = counter.total
-                totals.append(total)
-                if total >= limit.quota:
-                    return Verdict(False, totals, len(taken), counter.oldest())
-                taken.append(counter)
+            current = self._current.get(account)
+            if (
+                current is None
+                or current.limits is not limits
+                or current.period_start != period[0]
+                or now >= current.until
+            ):
+                current = self._current[account] = self._move(account, limits, now, period)
+            counters = current.counters
+            totals = [counter.total for counter in counters]
+            for position, limit in enumerate(limits):
+                if totals[position] >= limit.quota:
+                    return Verdict(False, totals[: position + 1], position, counters[position].oldest())
             lease = None
             if concurrency is not None:
                 leases = self._leases.setdefault(account, {})
@@ -139,10 +147,28 @@ class MemoryCounters:
                     return Verdict(False, totals, len(limits))
                 lease = new_lease_id(account)
                 leases[lease] = now + lease_ttl
-            for counter in taken:
+            for counter in counters:
                 counter.ring[counter.last % counter.slots] += 1
                 counter.total += 1
             return Verdict(True, totals, lease=lease)
+
+    def _move(self, account, limits, now, period) -> Current:
+        """The account's counters for these limits, each moved to the bucket of `now`."""
+        counts = self._counts.get(account)
+        if counts is None:
+            counts = self._counts[account] = {}
+        counters, until = [], period[1]
+        for limit in limits:
+            index = limit.bucket(now, period)
+            counter = counts.get(limit.name)
+            if counter is None or counter.slots != limit.slots:
+                counter = counts[limit.name] = RollingCount(limit, index, period)
+            elif index > counter.last:  # an earlier index: a thread that read the clock just before
+                counter.move_to(limit, index, period)
+            counters.append(counter)
+            if limit.span:
+                until = min(until, (counter.last + 1) * limit.span)
+        return Current(limits, period[0], counters, until)
 
     def release(self, lease: str) -> bool:
         with self._lock:
@@ -151,6 +177,7 @@ class MemoryCounters:
     def sweep(self, now: float) -> None:
         """Forget counters and leases that have expired (called off the request path)."""
         with self._lock:
+            self._current.clear()  # it may hold counters deleted here
             for account, counts in list(self._counts.items()):
                 for name in [name for name, counter in counts.items() if counter.expires < now]:
                     del counts[name]

@@ -17,7 +17,14 @@ def minute(quota: int) -> Limit:
 
 
 def take(counters, windows, now, concurrency=None, account=1, period=PERIOD):
-    return counters.take(account, windows, now, period, concurrency, lease_ttl=30)
+    # Equal limits as one tuple, as forward-auth passes a plan's: memory counters keep them current between calls.
+    limits = SAME_LIMITS.setdefault(
+        tuple((limit.name, limit.seconds, limit.quota) for limit in windows), tuple(windows)
+    )
+    return counters.take(account, limits, now, period, concurrency, lease_ttl=30)
+
+
+SAME_LIMITS: dict[tuple, tuple[Limit, ...]] = {}
 
 
 def test_an_unknown_window_fails_loudly_instead_of_counting_as_another():
@@ -158,4 +165,25 @@ def test_idle_memory_counters_are_forgotten():
     counters.sweep(10.0 + 30)
     assert counters._counts and counters._leases
     counters.sweep(10.0 + 100)
-    assert not counters._counts and not counters._leases
+    assert not counters._counts and not counters._leases and not counters._current
+
+
+@pytest.mark.parametrize("same_tuple", [True, False])
+def test_limits_checked_in_turn_share_their_windows_exactly(counters, same_tuple):
+    """An account calling two endpoints in turn: the plan's windows count both, whichever tuple comes."""
+    plain = (minute(6),)
+    with_endpoint = (plain[0], Limit("/v1/*/summarization per minute", "minute", 2))
+    limits = lambda both: with_endpoint if both else plain  # noqa: E731
+    if not same_tuple:
+        limits = lambda both: tuple(with_endpoint if both else plain)  # noqa: E731
+    now = 100.0
+    allowed = [counters.take(1, limits(n % 2), now + n * 0.1, PERIOD, None, 30).allowed for n in range(10)]
+    assert allowed == [True] * 5 + [False, True, False, False, False]  # summaries: 2 a minute; all: 6
+
+
+def test_counts_stay_whole_when_idle_counters_are_forgotten_between_calls():
+    counters, limits = MemoryCounters(), (minute(3), Limit("hour", "hour", 3))
+    assert counters.take(1, limits, 10.0, PERIOD, None, 30).allowed
+    counters.sweep(10.0 + 62)  # the minute's counter has expired, the hour's has not
+    assert [counters.take(1, limits, 72.5, PERIOD, None, 30).allowed for _ in range(3)] == [True, True, False]
+    assert counters.take(1, limits, 72.5, PERIOD, None, 30).counts == [2, 3]  # refused by the hour: 1 + 2
