@@ -207,6 +207,9 @@ def token_changes(per_second: int):
     finally:
         stop.set()
         thread.join()
+        with psycopg.connect(database.DATABASE_URL, autocommit=True) as conn:  # none left revoked
+            prefixes = [secret_of(n)[:12] for n in range(1000)]
+            conn.execute("UPDATE accounts_apitoken SET revoked_at = NULL WHERE prefix = ANY(%s)", [prefixes])
 
 
 @contextmanager
