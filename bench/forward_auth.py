@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -158,8 +159,10 @@ def main() -> None:
             for _ in range(ROUNDS):
                 for name, call in calls.items():
                     runs[name].append(requests_per_second(wrk(*call, DURATION)))
+                    time.sleep(2)  # our flusher writes its last second of calls before the next run, not during it
             go_rps, ceiling_rps, our_rps = (statistics.median(runs[name]) for name in ("go", "ceiling", "ours"))
             our_latency = paced(loadgen, *our_call, our_rps / 2)
+            time.sleep(2)
             go_latency = paced(loadgen, *go_call, our_rps / 2)
 
     ratios = [ours / go for ours, go in zip(runs["ours"], runs["go"], strict=True)]

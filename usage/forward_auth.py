@@ -273,8 +273,8 @@ class Credential:
 
     def verifies(self, token: str, key: bytes) -> bool:
         """Whether `token` is this credential's secret. The keyed BLAKE2b is computed once; then the secret
-        is known by its hash(): SipHash under this process's random key, 64 bits an attacker can neither
-        compute nor see (a match by chance is one in 2**64), at a tenth of the cost, and no secret is kept."""
+        is known by its hash(): SipHash under this process's random key (unless PYTHONHASHSEED fixes it),
+        64 bits an attacker never sees (a guess matches one time in 2**64), at a tenth of the cost; no secret kept."""
         if hash(token) == self.verified:
             return True
         if token_matches(token, self.digest, key):

@@ -109,7 +109,7 @@ class Current(NamedTuple):
     when they stay current: every one's newest bucket is still the current one, so no bucket moves."""
 
     limits: tuple[Limit, ...]
-    period_start: float
+    period: tuple[float, float]
     counters: list[RollingCount]
     until: float
 
@@ -126,12 +126,7 @@ class MemoryCounters:
     def take(self, account, limits, now, period, concurrency, lease_ttl) -> Verdict:
         with self._lock:
             current = self._current.get(account)
-            if (
-                current is None
-                or current.limits is not limits
-                or current.period_start != period[0]
-                or now >= current.until
-            ):
+            if current is None or current.limits is not limits or current.period != period or now >= current.until:
                 current = self._current[account] = self._move(account, limits, now, period)
             counters = current.counters
             totals = [counter.total for counter in counters]
@@ -165,10 +160,12 @@ class MemoryCounters:
                 counter = counts[limit.name] = RollingCount(limit, index, period)
             elif index > counter.last:  # an earlier index: a thread that read the clock just before
                 counter.move_to(limit, index, period)
+            elif not limit.span:  # the same billing period, perhaps with a new end (a trial extended)
+                counter.expires = max(counter.expires, period[1])
             counters.append(counter)
             if limit.span:
                 until = min(until, (counter.last + 1) * limit.span)
-        return Current(limits, period[0], counters, until)
+        return Current(limits, period, counters, until)
 
     def release(self, lease: str) -> bool:
         with self._lock:

@@ -181,12 +181,12 @@ class UsageRecorder:
             connection.close()
 
     def _flush_or_journal(self) -> None:
+        """Write what waits; journal what cannot be written, and what arrived during the flush."""
         try:
-            flushed = self.flush()
+            self.flush()
         except Exception:
             log.exception("Usage flush failed unexpectedly at stop")
-            flushed = False
-        if not flushed:
+        if self.pending:
             self._spill(self.pending)
 
     def flush(self) -> bool:
@@ -199,6 +199,8 @@ class UsageRecorder:
                 while self._failed or waiting > 0:
                     if not self._failed:
                         self._failed = self._take(min(waiting, self.batch_size))
+                        if not self._failed:  # taken meanwhile (drain)
+                            break
                         waiting -= len(self._failed)
                     self._store(self._failed)
                     self._failed = []

@@ -187,3 +187,13 @@ def test_counts_stay_whole_when_idle_counters_are_forgotten_between_calls():
     counters.sweep(10.0 + 62)  # the minute's counter has expired, the hour's has not
     assert [counters.take(1, limits, 72.5, PERIOD, None, 30).allowed for _ in range(3)] == [True, True, False]
     assert counters.take(1, limits, 72.5, PERIOD, None, 30).counts == [2, 3]  # refused by the hour: 1 + 2
+
+
+def test_a_billing_period_extended_keeps_its_count_through_a_sweep():
+    """A trial extended: the same period start, a later end. The month's count must not be swept at the old end."""
+    counters, month = MemoryCounters(), (Limit("month", "month", 5),)
+    allowed = [counters.take(1, month, 10.0, (0.0, 1000.0), None, 30).allowed for _ in range(3)]
+    allowed.append(counters.take(1, month, 900.0, (0.0, 5000.0), None, 30).allowed)
+    counters.sweep(1001.0)
+    allowed += [counters.take(1, month, 1002.0, (0.0, 5000.0), None, 30).allowed for _ in range(4)]
+    assert allowed == [True] * 5 + [False] * 3

@@ -98,6 +98,36 @@ def test_a_flush_under_steady_traffic_writes_what_was_waiting_then_merges_quanti
     assert recorder.pending == 3 * 150  # for the next flush
 
 
+def test_stop_journals_the_calls_recorded_during_its_last_flush(recorder):
+    for i in range(150):
+        recorder.record(event(i))
+
+    def write_while_a_call_arrives(events):
+        if len(events) == 100:
+            recorder.record(event(150))
+        UsageRecorder._write(events)
+
+    recorder._write = write_while_a_call_arrives
+    recorder.stop()
+    assert ApiCall.objects.count() == 150 and recorder.pending == 0
+    replayed = UsageRecorder(journal_dir=recorder.journal_dir)
+    assert replayed.flush() and ApiCall.objects.count() == 151
+
+
+def test_a_flush_ends_when_the_buffer_is_emptied_under_it(recorder):
+    for i in range(250):
+        recorder.record(event(i))
+    writes = []
+
+    def write_then_drain(events):
+        writes.append(len(events))
+        recorder.drain()
+        UsageRecorder._write(events)
+
+    recorder._write = write_then_drain
+    assert recorder.flush() and writes == [100]
+
+
 def test_a_report_whose_call_never_arrives_is_dropped_after_seven_days(recorder):
     Quantity.objects.create(request_id="req-lost", words=1, characters=1)
     Quantity.objects.create(request_id="req-late", words=1, characters=1)
