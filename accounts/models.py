@@ -74,7 +74,7 @@ class Role(models.TextChoices):
     VIEWER = "viewer", "Viewer"
 
 
-# What each role may do (README, "Organizations"); views check it with accounts.organizations.permitted.
+# What each role may do (README, "Organizations"); views check it with accounts.organizations.member_can.
 PERMISSIONS = {
     "usage": {Role.OWNER, Role.DEVELOPER, Role.BILLING, Role.VIEWER},
     "tokens": {Role.OWNER, Role.DEVELOPER},
@@ -114,8 +114,8 @@ class Organization(models.Model):
 
     def billing_emails(self) -> list[str]:
         """Who hears about quotas and payments: the owners and billing members."""
-        roles = [Role.OWNER, Role.BILLING]
-        return list(self.memberships.filter(role__in=roles, user__is_active=True).values_list("user__email", flat=True))
+        members = self.memberships.filter(role__in=PERMISSIONS["billing"], user__is_active=True)
+        return list(members.values_list("user__email", flat=True))
 
 
 class Membership(models.Model):
@@ -319,7 +319,7 @@ class SupportMessage(models.Model):
 
 class Invitation(models.Model):
     """An owner's invitation to join an organization with a role, e-mailed as a signed link
-    (accounts.organizations.invitation_link) that expires and is used once (accepted_at)."""
+    (accounts.organizations.invitation_link_token) that expires and is used once (accepted_at)."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invitations")
     email = models.EmailField("e-mail address")
