@@ -28,11 +28,11 @@ def render(name: str, directory: Path, replacements: list[tuple[str, str]]) -> P
 
 
 def traefik_command(
-    directory: Path, port: int, backoffice_url: str, api_url: str, host: str = "api.example.com"
+    directory: Path, port: int, forward_auth_url: str, api_url: str, host: str = "api.example.com"
 ) -> list[str]:
-    """Traefik listening on 127.0.0.1:`port` for `host`, asking `backoffice_url` about every call to `api_url`."""
+    """Traefik listening on 127.0.0.1:`port` for `host`, asking `forward_auth_url` about every call to `api_url`."""
     return static_command(
-        directory, port, dynamic_configuration(directory, f"{backoffice_url}/forward-auth", api_url, host)
+        directory, port, dynamic_configuration(directory, f"{forward_auth_url}/forward-auth", api_url, host)
     )
 
 

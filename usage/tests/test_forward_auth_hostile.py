@@ -17,7 +17,7 @@ from django.db import OperationalError
 
 from accounts.models import ApiToken
 from billing.models import Customer, Plan
-from tests.servers import backoffice, backoffice_env, free_port, wait_for
+from tests.servers import backoffice, backoffice_env, children, free_port, wait_for
 from usage import forward_auth
 from usage.forward_auth import ForwardAuth
 from usage.limiter import MemoryCounters, RedisCounters
@@ -166,16 +166,3 @@ def test_the_production_server_survives_a_killed_worker(customer):
         assert wait_for(lambda: started() == 3, seconds=30)  # respawned
         assert len(children(server.pid)) == 2 and server.poll() is None
         assert [status() for _ in range(50)] == [200] * 50
-
-
-def children(pid: int) -> list[int]:
-    """The live child processes of `pid` (granian's workers), from /proc."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue  # gone meanwhile
-        if fields[0] != "Z" and int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return sorted(found)

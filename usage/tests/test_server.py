@@ -1,0 +1,160 @@
+"""The forward-auth server (manage.py serve_forward_auth) over real sockets, with its usage flusher process."""
+
+import os
+import re
+import signal
+import socket
+import threading
+import time
+
+import pytest
+from django.db import connection
+
+from accounts.models import ApiToken
+from tests.servers import children, forward_auth_server, free_port, wait_for
+from usage.models import ApiCall
+
+# Transactional (the server shares the database); usage_store empties the unmanaged usage tables.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("usage_store")]
+
+
+def call(port: int, headers: str = "", path: str = "/forward-auth", method: str = "GET") -> bytes:
+    """One raw HTTP/1.1 request (`headers`: lines ending in CRLF); the whole answer, once the server closes."""
+    return exchange(port, f"{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n".encode())
+
+
+def exchange(port: int, data: bytes, timeout: float = 10) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        return received
+
+
+def bearer(secret: str) -> str:
+    return f"Authorization: Bearer {secret}\r\nX-Forwarded-Uri: /v1/en/entities\r\nX-Forwarded-Method: POST\r\n"
+
+
+def status(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+def statuses(answers: bytes) -> list[int]:
+    return [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", answers)]
+
+
+def test_it_answers_as_the_django_view_does(secret):
+    port = free_port()
+    with forward_auth_server(port):
+        allowed = call(port, bearer(secret))
+        assert status(allowed) == 200
+        token = ApiToken.objects.get()
+        assert f"X-Token-Id: {token.pk}\r\n".encode() in allowed
+        assert f"X-Organization-Id: {token.organization_id}\r\n".encode() in allowed
+        assert b"X-Plan: tiny\r\n" in allowed and b"X-Request-Id: " in allowed
+        missing = call(port)
+        assert status(missing) == 401 and b"application/problem+json" in missing and b"WWW-Authenticate" in missing
+        assert status(call(port, "Authorization: Bearer nlp_madeup00_" + "x" * 40 + "\r\n")) == 401
+        assert [status(call(port, bearer(secret))) for _ in range(3)] == [200, 200, 429]  # Tiny: 3 a minute
+        assert status(call(port, path="/elsewhere")) == 404
+        assert status(call(port, path="/forward-auth/release")) == 405
+        assert status(call(port, "X-Lease-Id: nothing\r\n", "/forward-auth/release", "POST")) == 404
+
+
+def test_a_new_token_works_on_its_first_call_and_a_revoked_one_is_refused_within_a_second(customer, secret):
+    port = free_port()
+    with forward_auth_server(port):
+        assert status(call(port, bearer(secret))) == 200
+        token, fresh = ApiToken.issue(customer.default_organization(), "fresh")
+        assert status(call(port, bearer(fresh))) == 200  # decided on the pool: a database look-up
+        token.revoke()
+        revoked = time.monotonic()
+        assert wait_for(lambda: status(call(port, bearer(fresh))) == 401, seconds=2)
+        assert time.monotonic() - revoked < 1.5
+
+
+def test_hostile_requests_get_a_4xx_and_the_server_goes_on(secret):
+    port = free_port()
+    with forward_auth_server(port):
+        assert status(exchange(port, b"NOT HTTP AT ALL\r\n\r\n")) == 400
+        assert status(exchange(port, b"GET /forward-auth HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")) == 400
+        assert status(call(port, "Authorization: Bearer nlp_\x00\x00\x00\r\n")) == 400  # NUL: no header value
+        invalid_utf8 = b"GET /forward-auth HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nlp_\xff\xfe\xc3(\r\nConnection: close\r\n\r\n"
+        assert status(exchange(port, invalid_utf8)) == 401
+        assert status(call(port, "X-Big: " + "a" * 70_000 + "\r\n")) == 431
+        assert status(call(port, "".join(f"X-Many-{n}: {n}\r\n" for n in range(5000)))) == 431
+        upgrade = b"GET /forward-auth HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        assert status(exchange(port, upgrade)) == 401  # answered as any call, then the connection closed
+        deep = "/forward-auth?" + "a" * 60_000
+        assert status(call(port, bearer(secret), path=deep)) == 200
+        assert status(call(port, bearer(secret))) == 200
+
+
+def test_pipelined_calls_are_answered_in_order_even_behind_a_database_look_up(customer, secret):
+    port = free_port()
+    with forward_auth_server(port):
+        assert status(call(port, bearer(secret))) == 200  # cached from now on
+        fresh = ApiToken.issue(customer.default_organization(), "fresh")[1]
+        request = "GET /forward-auth HTTP/1.1\r\nHost: x\r\n{}\r\n"
+        pipelined = request.format(bearer(fresh)) + request.format(bearer(secret)) + request.format("")
+        answers = exchange(port, (pipelined + "GET /forward-auth HTTP/1.1\r\nConnection: close\r\n\r\n").encode())
+        assert statuses(answers) == [200, 200, 401, 401]
+        first, second = answers.split(b"HTTP/1.1 ")[1:3]
+        fresh_id = ApiToken.objects.get(name="fresh").pk
+        assert f"X-Token-Id: {fresh_id}\r\n".encode() in first and f"X-Token-Id: {fresh_id}".encode() not in second
+
+
+def test_a_slow_database_holds_up_only_the_calls_that_wait_on_it(customer, secret):
+    port = free_port()
+    with forward_auth_server(port):
+        assert status(call(port, bearer(secret))) == 200
+        fresh = ApiToken.issue(customer.default_organization(), "fresh")[1]
+        answers = {}
+        with connection.cursor() as cursor:
+            cursor.execute("BEGIN; LOCK TABLE accounts_apitoken IN ACCESS EXCLUSIVE MODE")
+            waiting = threading.Thread(target=lambda: answers.update(fresh=call(port, bearer(fresh))))
+            waiting.start()
+            time.sleep(0.3)  # the look-up waits on the lock
+            started = time.monotonic()
+            assert status(call(port, bearer(secret))) == 200  # the second of Tiny's 3 a minute
+            assert time.monotonic() - started < 0.5 and "fresh" not in answers
+            cursor.execute("COMMIT")
+        waiting.join(timeout=10)
+        assert status(answers["fresh"]) == 200
+
+
+def test_every_call_is_written_after_a_clean_stop(secret):
+    port = free_port()
+    with forward_auth_server(port) as server:
+        answered = [status(call(port, bearer(secret))) for _ in range(6)]
+        server.terminate()
+        assert server.wait(timeout=30) == 0
+    assert answered == [200, 200, 200, 429, 429, 429]
+    assert sorted(ApiCall.objects.values_list("status", flat=True)) == sorted(answered)
+
+
+def test_a_killed_server_loses_only_what_it_had_not_shipped(secret):
+    port = free_port()
+    with forward_auth_server(port) as server:
+        answered = [status(call(port, bearer(secret))) for _ in range(5)]
+        time.sleep(0.5)  # shipped (every 0.1 s), not yet written (every second)
+        (flusher,) = children(server.pid)
+        server.kill()
+        # The flusher writes what it holds at the end of its input.
+        assert wait_for(lambda: ApiCall.objects.count() == len(answered), seconds=10)
+        assert wait_for(lambda: not os.path.exists(f"/proc/{flusher}"), seconds=10)
+
+
+def test_a_killed_flusher_is_replaced_and_later_calls_are_written(secret):
+    port = free_port()
+    with forward_auth_server(port) as server:
+        (flusher,) = children(server.pid)
+        os.kill(flusher, signal.SIGKILL)
+        assert wait_for(lambda: children(server.pid) != [flusher], seconds=5)  # a zombie until the server looks
+        answered = [status(call(port, bearer(secret))) for _ in range(4)]
+        assert wait_for(lambda: children(server.pid) and children(server.pid) != [flusher], seconds=10)
+        server.terminate()
+        assert server.wait(timeout=30) == 0
+    assert answered == [200, 200, 200, 429]
+    assert ApiCall.objects.count() == 4
