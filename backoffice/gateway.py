@@ -50,7 +50,7 @@ def dynamic_configuration(
     bench/gateway.py's baseline (Traefik's cost without the hop), never to serve the API.
     """
     replacements = [
-        ("http://backoffice:8000/forward-auth", forward_auth_address),
+        ("http://forward-auth:8002/forward-auth", forward_auth_address),
         ("http://nlp-api:8080", api_url),
         ("Host(`api.example.com`)", f"Host(`{host}`)"),
         ("      tls: {}\n", ""),

@@ -1,7 +1,7 @@
 """Calls/s through the same Traefik, with the shipped configuration (backoffice.gateway), three ways:
 
-(a) forwardAuth to our forward-auth as deployed: deploy/serve (granian), 1 worker, counters in
-    Redis, the usage flusher writing to PostgreSQL;
+(a) forwardAuth to our forward-auth as deployed: manage.py serve_forward_auth, counters in
+    Redis, the usage flusher process writing to PostgreSQL;
 (b) forwardAuth to the seed's Go service (/work/shared/anchors/seed-go);
 (c) no middleware: a router without forwardAuth, rendered for this benchmark only (the baseline:
     Traefik's own cost).
@@ -86,7 +86,8 @@ def main() -> None:
                     yield
 
             with on([upstream], upstream_port, {**go_env, "ADDR": f"127.0.0.1:{upstream_port}"}):
-                with on(["deploy/serve"], our_port, ours_env), gateway(f"http://127.0.0.1:{our_port}/forward-auth"):
+                ours_command = [sys.executable, "manage.py", "serve_forward_auth"]
+                with on(ours_command, our_port, ours_env), gateway(f"http://127.0.0.1:{our_port}/forward-auth"):
                     ours = measure(gateway_port, PATH, call)
                 anchor_env = {**go_env, "LIMIT": "1000000000", "ADDR": f"127.0.0.1:{go_port}"}
                 with on([anchor], go_port, anchor_env), gateway(f"http://127.0.0.1:{go_port}/"):  # its only route
@@ -98,7 +99,7 @@ def main() -> None:
     print(f"Calls/s through Traefik with the shipped configuration, wrk on CPU 1, {CONNECTIONS} connections:")
     print(f"{'':54}" + "".join(f"{layout:>22}" for layout in figures))
     rows = [
-        ("forwardAuth to ours (deploy/serve, 1 worker, Redis)", lambda f: f"{f['ours']:,.0f}"),
+        ("forwardAuth to ours (serve_forward_auth, Redis)", lambda f: f"{f['ours']:,.0f}"),
         ("forwardAuth to the seed's Go service", lambda f: f"{f['go']:,.0f}"),
         ("no middleware (benchmark-only router)", lambda f: f"{f['bare']:,.0f}"),
         ("ratio ours / Go", lambda f: f"{f['ours'] / f['go']:.2f}"),
