@@ -12,8 +12,10 @@ kernel runs a decision first.
 The child ends at the end of its input, once it has written or journaled everything: when
 the server stops (after a last shipment) or dies (losing what it had not shipped, at most
 SHIP_SECONDS of calls). It ignores SIGTERM and SIGINT, which would cut that short. If the
-child dies, the next shipment starts another; what the dead one held in memory (at most
-USAGE_FLUSH_SECONDS of calls) is lost, as when any worker is killed.
+child dies, the next shipment starts another; what the dead one held in memory (a flush
+interval of calls, more while the database is slow) is lost, as when any worker is killed.
+Events the child could not take are journaled beyond USAGE_MEMORY_LIMIT, and written by
+the server itself when it stops.
 """
 
 import contextlib
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ NICE = 10
 LENGTH = struct.Struct("!I")
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 PIPE_SIZE = 1 << 20  # a second's calls and more, so that a write rarely waits for the child
+BASE_DIR = Path(__file__).resolve().parent.parent  # where `-m usage.flusher` is found
 
 
 class FlusherProcess:
@@ -45,7 +49,6 @@ class FlusherProcess:
         self.recorder = recorder
         self._child: subprocess.Popen | None = None
         self._spawned = 0.0
-        self._frame = b""  # a frame the child did not take, sent first
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -55,38 +58,47 @@ class FlusherProcess:
         self._thread.start()
 
     def stop(self) -> None:
-        """Ship what is left, then wait for the child to write it (or journal it)."""
+        """Ship what is left and wait for the child to write it; what it could not take is written from here."""
         self._stopping.set()
         self._thread.join()
-        self._child.stdin.close()
+        with contextlib.suppress(BrokenPipeError):
+            self._child.stdin.close()
         self._child.wait()
+        self.recorder.stop()  # written, or journaled if the database is down
 
     def _run(self) -> None:
-        while not self._stopping.wait(SHIP_SECONDS):
-            self.ship()
-        self.ship()
+        while True:
+            stopping = self._stopping.wait(SHIP_SECONDS)
+            try:
+                self.ship()
+            except Exception:  # never let the thread die: events would pile up unshipped
+                log.exception("Usage: shipping to the flusher process failed")
+            if stopping:
+                return
 
     def ship(self) -> None:
-        """Hand every waiting event to the child, a frame at a time; if it cannot take them, keep them for
-        the next shipment (journaling those beyond USAGE_MEMORY_LIMIT), with one new child a second at most."""
-        while self._frame or (events := self.recorder.take(FRAME_EVENTS)):
-            self._frame = self._frame or marshal.dumps(events)
+        """Hand every waiting event to the child, a frame at a time. If it has ended, leave them waiting
+        (journaling those beyond USAGE_MEMORY_LIMIT) and start another, one a second at most."""
+        while events := self.recorder.take(FRAME_EVENTS):
+            frame = marshal.dumps(events)
             try:
                 if self._child.poll() is not None:
                     raise BrokenPipeError(f"exit status {self._child.returncode}")
-                self._child.stdin.write(LENGTH.pack(len(self._frame)) + self._frame)
+                self._child.stdin.write(LENGTH.pack(len(frame)) + frame)
                 self._child.stdin.flush()
             except (BrokenPipeError, ValueError) as error:  # ValueError: its pipe is closed
-                log.error("Usage flusher process ended (%s)", error)
+                self.recorder.give_back(events)
                 if time.monotonic() - self._spawned > 1:
+                    log.error("Usage flusher process ended (%s); starting another", error)
+                    with contextlib.suppress(BrokenPipeError):
+                        self._child.stdin.close()
                     self._spawn()
-                self.recorder.spill_excess()
-                return
-            self._frame = b""
+                break
+        self.recorder.spill_excess()
 
     def _spawn(self) -> None:
         self._spawned = time.monotonic()
-        self._child = subprocess.Popen([sys.executable, "-m", "usage.flusher"], stdin=subprocess.PIPE)
+        self._child = subprocess.Popen([sys.executable, "-m", "usage.flusher"], stdin=subprocess.PIPE, cwd=BASE_DIR)
         with contextlib.suppress(OSError):  # above /proc/sys/fs/pipe-max-size: the default size works, with more waits
             fcntl.fcntl(self._child.stdin, F_SETPIPE_SZ, PIPE_SIZE)
 

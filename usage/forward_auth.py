@@ -63,12 +63,16 @@ log = logging.getLogger(__name__)
 STATUS_LINES = {
     200: "200 OK",
     204: "204 No Content",
+    400: "400 Bad Request",
     401: "401 Unauthorized",
     402: "402 Payment Required",
     403: "403 Forbidden",
     404: "404 Not Found",
     405: "405 Method Not Allowed",
+    408: "408 Request Timeout",
     429: "429 Too Many Requests",
+    431: "431 Request Header Fields Too Large",
+    500: "500 Internal Server Error",
     503: "503 Service Unavailable",
 }
 MAX_ENDPOINT_LENGTH = 200

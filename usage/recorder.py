@@ -31,7 +31,6 @@ import multiprocessing.util
 import os
 import threading
 import time
-from operator import itemgetter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -143,6 +142,10 @@ class UsageRecorder:
         self._events.extend(events)
         if len(self._events) >= self.batch_size:
             self._wake.set()
+
+    def give_back(self, events: list[tuple]) -> None:
+        """Events taken and not written after all (usage/flusher.py), first in line again."""
+        self._events.extendleft(reversed(events))
 
     # The flusher.
 
@@ -276,14 +279,14 @@ class UsageRecorder:
         journal replayed twice), through the staging table, skipping the ids already stored."""
         try:
             with transaction.atomic(), connection.cursor() as cursor:
-                last_used = copy_events(cursor, COPY_CALLS, events)
-                cursor.execute(TOKENS_LAST_USED, [list(last_used), list(last_used.values())])
+                copy_events(cursor, COPY_CALLS, events)
+                cursor.execute(TOKENS_LAST_USED, last_used(events))
         except psycopg.errors.UniqueViolation:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(STAGING)
-                last_used = copy_events(cursor, COPY_STAGING, events)
+                copy_events(cursor, COPY_STAGING, events)
                 cursor.execute(INSERT_STAGED)
-                cursor.execute(TOKENS_LAST_USED, [list(last_used), list(last_used.values())])
+                cursor.execute(TOKENS_LAST_USED, last_used(events))
 
     # The journal: files of JSON lines, a header naming the database, then one event a line.
 
@@ -367,16 +370,21 @@ class EpochDumper(psycopg.adapt.Dumper):
         return round((epoch - 946_684_800) * 1_000_000).to_bytes(8, "big", signed=True)  # OverflowError: a data error
 
 
-def copy_events(cursor, statement: str, events: list[tuple]) -> dict[int, float]:
-    """COPY the events; returns when each token was last called in them (the last recorded: events come in order)."""
+def copy_events(cursor, statement: str, events: list[tuple]) -> None:
     cursor.adapters.register_dumper(float, EpochDumper)  # this cursor's only: its timestamptz columns take epochs
     with cursor.copy(statement) as copy:
         copy.set_types(COLUMN_TYPES)
         for event in events:
             copy.write_row(event)
-    last_used = dict(zip(map(itemgetter(2), events), map(itemgetter(0), events)))  # one pass in C
-    last_used.pop(None, None)
-    return last_used
+
+
+def last_used(events: list[tuple]) -> tuple[list[int], list[float]]:
+    """Each token's last call in these events, as two arrays (ids, times)."""
+    last: dict[int, float] = {}
+    for time_, _, token, *_ in events:
+        if token is not None and time_ > last.get(token, 0):
+            last[token] = time_
+    return list(last), list(last.values())
 
 
 def database_target() -> str:

@@ -9,10 +9,11 @@ seed's Go service does, and the usage flusher is a child process (usage/flusher.
 Answers that would wait on the database (a token's first call, the plans before the
 database has ever answered) are decided on a small thread pool, so a slow database holds
 up only them; later calls on the same connection wait for theirs, in order. A request
-whose head is malformed, or larger than MAX_HEAD bytes, gets 400 or 431 and the connection
-is closed, as is one that has sent part of a request and nothing more for IDLE_SECONDS.
-SIGTERM or SIGINT: stop listening, finish the calls in hand, hand the last usage events
-to the flusher and wait for it to write them.
+whose head is malformed, or larger than MAX_HEAD bytes, gets 400 or 431, one begun and
+left unfinished for PARTIAL_SECONDS 408, and the connection is closed (after answering the
+requests before it); so is a connection idle for IDLE_SECONDS, or whose client does not
+read its answers (it is read no further). SIGTERM or SIGINT: stop listening, finish the
+calls in hand, hand the last usage events to the flusher and wait for it to write them.
 
 One process decides for the whole database with memory counters (the default). With
 FORWARD_AUTH_BACKEND=redis, several can share the port (SO_REUSEPORT), one per core; each
@@ -26,37 +27,21 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 
 import httptools
 import uvloop
 
 from usage.flusher import FlusherProcess
-from usage.forward_auth import ForwardAuth, problem, unavailable
+from usage.forward_auth import STATUS_LINES, ForwardAuth, problem
 
 log = logging.getLogger(__name__)
 
 MAX_HEAD = 64 * 1024  # the request line and headers; Traefik sends a few hundred bytes
-IDLE_SECONDS = 30.0
-REASONS = {
-    200: "OK",
-    204: "No Content",
-    400: "Bad Request",
-    401: "Unauthorized",
-    402: "Payment Required",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    429: "Too Many Requests",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
+PARTIAL_SECONDS = 30.0  # a request begun and not finished
+IDLE_SECONDS = 300.0  # a kept-alive connection with no request (Traefik's pool keeps them 90 s)
 HEADER_KEYS: dict[bytes, str] = {}  # header name -> its WSGI environ key, for the names seen first
 MAX_HEADER_KEYS = 1000
-
-
-class HeadTooLarge(Exception):
-    pass
 
 
 def environ_key(name: bytes) -> str:
@@ -68,32 +53,36 @@ def environ_key(name: bytes) -> str:
     return key
 
 
-def response(answer, keep_alive: bool) -> bytes:
-    head = [f"HTTP/1.1 {answer.status} {REASONS.get(answer.status, '')}\r\n"]
+def response(answer, keep_alive: bool, head_only: bool = False) -> bytes:
+    head = [f"HTTP/1.1 {STATUS_LINES[answer.status]}\r\n"]
     head += [f"{name}: {value}\r\n" for name, value in answer.headers]
     if answer.status != 204:
         head.append(f"Content-Length: {len(answer.body)}\r\n")
     if not keep_alive:
         head.append("Connection: close\r\n")
     head.append("\r\n")
-    return "".join(head).encode("latin-1", "replace") + answer.body
+    return "".join(head).encode("latin-1", "replace") + (b"" if head_only else answer.body)
 
 
 class Server:
-    def __init__(self, auth, pool: concurrent.futures.Executor):
+    def __init__(self, auth: ForwardAuth, pool: concurrent.futures.Executor):
         self.auth = auth
         self.pool = pool
         self.routes = {b"/forward-auth": self.decide, b"/forward-auth/release": auth.release}
         self.connections: set[Connection] = set()
+        self.deciding: set[asyncio.Future] = set()  # decisions on the pool
 
     def decide(self, environ: dict):
         return self.auth.answer(environ, may_wait=False)
 
     def sweep(self) -> None:
-        """Close the connections holding part of a request for IDLE_SECONDS."""
-        deadline = time.monotonic() - IDLE_SECONDS
-        for connection in [c for c in self.connections if c.started and c.started < deadline]:
-            connection.fail(408, "Request timeout")
+        """Close the connections holding part of a request for PARTIAL_SECONDS, or idle for IDLE_SECONDS."""
+        now = time.monotonic()
+        for connection in list(self.connections):
+            if connection.started and connection.started < now - PARTIAL_SECONDS:
+                connection.fail(408, "Request timeout")
+            elif not connection.started and not connection.waiting and connection.seen < now - IDLE_SECONDS:
+                connection.close()
 
 
 class Connection(asyncio.Protocol):
@@ -104,9 +93,12 @@ class Connection(asyncio.Protocol):
         self.environ: dict = {}
         self.url = b""
         self.head_size = 0
+        self.seen = time.monotonic()  # when the last request began
         self.started = 0.0  # when the request being read began (0: none)
-        self.queue: list[tuple[dict, bytes, bool]] = []  # requests waiting behind one decided on the pool
-        self.waiting = False
+        self.queue: list[Callable[[], None]] = []  # what waits behind a decision on the pool, in order
+        self.waiting = False  # for a decision on the pool
+        self.write_paused = False  # the client is not reading its answers
+        self.broken = False  # the input is not HTTP any more: read nothing further
         self.upgraded = False
         self.closed = False
 
@@ -121,26 +113,27 @@ class Connection(asyncio.Protocol):
         self.server.connections.discard(self)
 
     def data_received(self, data: bytes) -> None:
+        if self.broken:
+            return
         try:
             self.parser.feed_data(data)
-        except HeadTooLarge:
-            self.fail(431, "Request header fields too large")
         except httptools.HttpParserUpgrade:  # answered as any call; what follows it is not HTTP
-            self.upgraded = True
-            if not self.waiting:
-                self._close()
-        except httptools.HttpParserError as error:
-            if isinstance(error.__context__, HeadTooLarge):
+            self.broken = self.upgraded = True
+            self._after_answers(self.close)
+        except httptools.HttpParserError:
+            if self.head_size > MAX_HEAD:
                 self.fail(431, "Request header fields too large")
             else:
                 self.fail(400, "Malformed HTTP request")
 
-    # Flow control: stop reading while the client does not read its answers.
+    # Flow control: read nothing more while the client does not read its answers.
     def pause_writing(self) -> None:
+        self.write_paused = True
         self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if not self.waiting:
+        self.write_paused = False
+        if not self.waiting and not self.closed:
             self.transport.resume_reading()
 
     # The parser's callbacks.
@@ -149,7 +142,7 @@ class Connection(asyncio.Protocol):
         self.environ = {"REMOTE_ADDR": self.peer}
         self.url = b""
         self.head_size = 0
-        self.started = time.monotonic()
+        self.seen = self.started = time.monotonic()
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -164,66 +157,80 @@ class Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.started = 0.0
+        if self.closed:  # after an answer that closed the connection: nothing more is decided
+            return
         environ = self.environ
         environ["REQUEST_METHOD"] = self.parser.get_method().decode("latin-1")
         path = self.url.partition(b"?")[0]
         environ["PATH_INFO"] = path.decode("latin-1")
-        request = (environ, path, self.parser.should_keep_alive())
+        keep_alive = self.parser.should_keep_alive()
         if self.waiting:
-            self.queue.append(request)
+            self.queue.append(lambda: self._handle(environ, path, keep_alive))
         else:
-            self._handle(*request)
+            self._handle(environ, path, keep_alive)
 
     def _count(self, size: int) -> None:
         self.head_size += size
         if self.head_size > MAX_HEAD:
-            raise HeadTooLarge
+            raise ValueError("request head too large")  # the parser stops, and says so
 
     # Answers.
 
     def _handle(self, environ: dict, path: bytes, keep_alive: bool) -> None:
         handler = self.server.routes.get(path)
-        if handler is None:
-            return self._send(problem(404, "Not found", "Forward-auth answers /forward-auth."), keep_alive)
-        answer = handler(environ)
+        try:
+            answer = (
+                problem(404, "Not found", "Forward-auth answers /forward-auth.")
+                if handler is None
+                else handler(environ)
+            )
+        except Exception:
+            log.exception("Forward-auth: a decision failed")
+            answer = problem(500, "Internal server error", "Forward-auth failed; retry.")
+        head_only = environ["REQUEST_METHOD"] == "HEAD"
         if answer is not None:
-            return self._send(answer, keep_alive)
+            return self._send(answer, keep_alive, head_only)
         # It would wait on the database: decided on the pool, this connection paused meanwhile.
         self.waiting = True
         self.transport.pause_reading()
         future = asyncio.get_running_loop().run_in_executor(self.server.pool, self.server.auth.answer, environ)
-        future.add_done_callback(lambda done: self._decided(done, keep_alive))
+        self.server.deciding.add(future)
+        future.add_done_callback(lambda done: self._decided(done, keep_alive, head_only))
 
-    def _decided(self, future: asyncio.Future, keep_alive: bool) -> None:
+    def _decided(self, future: asyncio.Future, keep_alive: bool, head_only: bool) -> None:
+        self.server.deciding.discard(future)
         self.waiting = False
-        if self.closed:
-            return
         try:
             answer = future.result()
         except Exception:
             log.exception("Forward-auth: a decision failed")
-            answer = unavailable("Forward-auth failed")
-        self._send(answer, keep_alive)
+            answer = problem(500, "Internal server error", "Forward-auth failed; retry.")
+        self._send(answer, keep_alive, head_only)
         while self.queue and not self.waiting and not self.closed:
-            self._handle(*self.queue.pop(0))
-        if self.upgraded:
-            self._close()
-        elif not self.waiting and not self.closed:
+            self.queue.pop(0)()
+        if not self.waiting and not self.closed and not self.write_paused:
             self.transport.resume_reading()
 
-    def _send(self, answer, keep_alive: bool) -> None:
+    def _send(self, answer, keep_alive: bool, head_only: bool = False) -> None:
         if self.closed:
             return
-        self.transport.write(response(answer, keep_alive))
+        self.transport.write(response(answer, keep_alive, head_only))
         if not keep_alive:
-            self._close()
+            self.close()
+
+    def _after_answers(self, then: Callable[[], None]) -> None:
+        """`then`, once every request read so far is answered."""
+        if self.waiting:
+            self.queue.append(then)
+        else:
+            then()
 
     def fail(self, status: int, title: str) -> None:
-        self.queue.clear()
-        self._send(problem(status, title, f"{title}."), keep_alive=False)
-        self._close()
+        """Answer the request being read with this error, after those before it, and close."""
+        self.broken = True
+        self._after_answers(lambda: self._send(problem(status, title, f"{title}."), keep_alive=False))
 
-    def _close(self) -> None:
+    def close(self) -> None:
         self.closed = True
         self.transport.close()
 
@@ -239,15 +246,17 @@ async def serve(auth: ForwardAuth, host: str, port: int) -> None:
     log.info("Forward-auth listening on %s:%d", host, port)
     while not stop.is_set():
         try:
-            await asyncio.wait_for(stop.wait(), IDLE_SECONDS / 3)
+            await asyncio.wait_for(stop.wait(), 10)
         except TimeoutError:
             server.sweep()
     listening.close()
+    while server.deciding:  # the decisions in hand, and those queued behind them, answered
+        await asyncio.wait(server.deciding)
+        await asyncio.sleep(0)
+    pool.shutdown()
     for connection in list(server.connections):
-        if not connection.waiting:
-            connection.transport.close()
-    pool.shutdown(wait=True)  # the decisions in hand (each records its call)
-    await asyncio.sleep(0)  # their answers
+        connection.close()  # after writing what it holds:
+    await asyncio.sleep(0.05)
 
 
 def main() -> None:
@@ -260,5 +269,7 @@ def main() -> None:
     try:
         uvloop.run(serve(auth, os.environ.get("HOST", "0.0.0.0"), int(os.environ.get("PORT", 8002))))
     finally:
+        for name in (signal.SIGTERM, signal.SIGINT):  # a second one must not cut the last shipment short
+            signal.signal(name, signal.SIG_IGN)
         flusher.stop()
         auth.stop()

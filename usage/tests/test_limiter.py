@@ -1,9 +1,12 @@
 """The rate-limit decision, the same suite against process memory and Redis."""
 
 import random
+import socket
 import threading
+import time
 
 import pytest
+import redis
 from django.conf import settings
 
 from billing.models import Plan, Window
@@ -157,6 +160,20 @@ def test_redis_counts_written_before_hashes_kept_a_total_still_count():
     assert verdict.allowed and verdict.counts == [3]
     assert take(counters, [minute(5)], now).allowed and not take(counters, [minute(5)], now).allowed
     assert counters._redis.hget("rl:{1}:minute", "900") is None
+
+
+def test_after_redis_fails_it_is_not_asked_again_for_a_second():
+    """A Redis that takes connections and never answers costs one decision its timeout, not every one."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        counters = RedisCounters(f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
+        elapsed = []
+        for pause in (0, 0, 1.1):
+            time.sleep(pause)
+            started = time.monotonic()
+            with pytest.raises(redis.RedisError):
+                take(counters, [minute(5)], 10.0)
+            elapsed.append(time.monotonic() - started)
+    assert elapsed[0] >= 0.4 and elapsed[1] < 0.05 and elapsed[2] >= 0.4
 
 
 def test_idle_memory_counters_are_forgotten():

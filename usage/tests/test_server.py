@@ -105,6 +105,23 @@ def test_pipelined_calls_are_answered_in_order_even_behind_a_database_look_up(cu
         assert f"X-Token-Id: {fresh_id}\r\n".encode() in first and f"X-Token-Id: {fresh_id}".encode() not in second
 
 
+def test_nothing_after_a_closing_call_is_decided_and_an_error_waits_its_turn(customer, secret):
+    port = free_port()
+    with forward_auth_server(port) as server:
+        fresh = ApiToken.issue(customer.default_organization(), "fresh")[1]
+        request = "GET /forward-auth HTTP/1.1\r\nHost: x\r\n{}\r\n"
+        closing = request.format(bearer(secret) + "Connection: close\r\n")
+        answers = exchange(port, (request.format(bearer(fresh)) + closing + request.format(bearer(secret))).encode())
+        assert statuses(answers) == [200, 200]  # the third was never decided: it would count against the plan
+        answers = exchange(port, (request.format(bearer(fresh)) + "NOT HTTP\r\n\r\n").encode())
+        assert statuses(answers) == [200, 400]  # the error after the answer before it
+        head = exchange(port, request.format("Connection: close\r\n").replace("GET", "HEAD").encode())
+        assert status(head) == 401 and head.endswith(b"\r\n\r\n")  # no body
+        server.terminate()
+        assert server.wait(timeout=30) == 0
+    assert ApiCall.objects.count() == 3
+
+
 def test_a_slow_database_holds_up_only_the_calls_that_wait_on_it(customer, secret):
     port = free_port()
     with forward_auth_server(port):
