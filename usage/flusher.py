@@ -31,6 +31,10 @@ import threading
 import time
 from pathlib import Path
 
+import django
+
+from usage.recorder import recorder
+
 log = logging.getLogger(__name__)
 
 SHIP_SECONDS = 0.1
@@ -119,11 +123,7 @@ def main() -> None:
     for name in (signal.SIGTERM, signal.SIGINT):
         signal.signal(name, signal.SIG_IGN)
     os.nice(NICE)
-    import django
-
     django.setup()
-    from usage.recorder import recorder
-
     recorder.start()
     try:
         for events in frames(sys.stdin.buffer):
