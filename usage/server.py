@@ -99,7 +99,6 @@ class Connection(asyncio.Protocol):
         self.waiting = False  # for a decision on the pool
         self.write_paused = False  # the client is not reading its answers
         self.broken = False  # the input is not HTTP any more: read nothing further
-        self.upgraded = False
         self.closed = False
 
     def connection_made(self, transport) -> None:
@@ -118,7 +117,7 @@ class Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:  # answered as any call; what follows it is not HTTP
-            self.broken = self.upgraded = True
+            self.broken = True
             self._after_answers(self.close)
         except httptools.HttpParserError:
             if self.head_size > MAX_HEAD:

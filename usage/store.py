@@ -30,6 +30,7 @@ def create(cursor) -> str:
         cursor.execute(sql("timescaledb.sql"))
         return "timescaledb"
     cursor.execute(sql("api_calls.sql"))
+    cursor.execute(sql("rollup.sql"))
     cursor.execute(sql("postgres.sql"))
     return "postgres"
 

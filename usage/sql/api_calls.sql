@@ -15,4 +15,3 @@ CREATE TABLE api_calls (
     unchecked boolean NOT NULL DEFAULT false,  -- let through while the rate-limit counters were down
     PRIMARY KEY (request_id, time)
 );
-CREATE INDEX api_calls_account_time ON api_calls (account_id, time DESC);
