@@ -34,22 +34,33 @@ def quotas_of(customer: Customer) -> dict[str, int]:
     return quotas
 
 
+def billed_since(customer: Customer, now: datetime) -> datetime:
+    """Where the period's billed words begin: its start, or the move to this metered plan if later."""
+    start = customer.billing_period(now)[0]
+    return max(start, customer.metered_since or start)
+
+
 def record_reached(now: datetime) -> int:
-    """Record each threshold newly reached this period; returns how many."""
+    """Record each threshold newly reached this period; returns how many. Calls count from the
+    period's start, words (their budget, the spend cap) from billed_since, as the cap's job counts them."""
     watched = {}
     for customer in Customer.objects.select_related("plan").exclude(alert_thresholds=[]):
         if quotas := quotas_of(customer):
             watched[customer.organization_id] = (customer, customer.billing_period(now)[0], quotas)
     if not watched:
         return 0
+    calls = {row["account_id"]: row["calls"] or 0 for row in period_use({a: w[1] for a, w in watched.items()}).rows()}
+    billed = {a: billed_since(customer, now) for a, (customer, _, _) in watched.items()}
+    words = {row["account_id"]: row["words"] or 0 for row in period_use(billed).rows()}
     recorded = 0
-    for row in period_use({account: start for account, (_, start, _) in watched.items()}).rows():
-        customer, start, quotas = watched[row["account_id"]]
+    for account, (customer, start, quotas) in watched.items():
         for measure, quota in quotas.items():
-            if measure == QuotaAlert.Measure.SPEND:
-                used = int(spend_cents(row["words"] or 0, customer))
+            if measure == QuotaAlert.Measure.CALLS:
+                used = calls.get(account, 0)
+            elif measure == QuotaAlert.Measure.WORDS:
+                used = words.get(account, 0)
             else:
-                used = row[measure] or 0
+                used = int(spend_cents(words.get(account, 0), customer))
             for threshold in customer.alert_thresholds:
                 if used * 100 >= threshold * quota:
                     _, created = QuotaAlert.objects.get_or_create(
@@ -148,10 +159,7 @@ def apply_spend_caps(now: datetime) -> tuple[int, int]:
         Q(calls_blocked=CallsBlocked.SPEND_CAP)
         | Q(spend_cap_cents__isnull=False, plan__metered=True, plan__cents_per_1000_words__isnull=False)
     )
-    starts = {}
-    for customer in capped:
-        start = customer.billing_period(now)[0]
-        starts[customer.organization_id] = (customer, max(start, customer.metered_since or start))
+    starts = {customer.organization_id: (customer, billed_since(customer, now)) for customer in capped}
     words = (
         {row["account_id"]: row["words"] or 0 for row in period_use({u: s for u, (_, s) in starts.items()}).rows()}
         if starts

@@ -237,3 +237,18 @@ def test_the_spend_cap_is_alerted_before_it_blocks(customer, calls, customer_cli
     send_alerts()
     assert mail.outbox[-1].subject == "You have reached your spend cap: API calls are blocked"
     assert Customer.objects.get(organization=customer.default_organization()).calls_blocked == "spend_cap"
+
+
+def test_words_used_before_the_move_to_pay_as_you_go_count_for_neither_alerts_nor_the_cap(customer, calls):
+    """Words are billed from metered_since: the alerts count the words the spend cap's job counts."""
+    calls(2, words=800)  # 1,600 words on the earlier plan: $0.80 at Pay-as-you-go's price, never billed
+    Customer.objects.filter(pk=customer_of(customer.default_organization()).pk).update(
+        plan=Plan.objects.get(slug="payg"),
+        metered_since=timezone.now(),
+        spend_cap_cents=100,
+        words_alert_quota=1000,
+        alert_thresholds=[50, 80],
+    )
+    send_alerts()
+    assert mail.outbox == [] and not QuotaAlert.objects.exists()
+    assert Customer.objects.get(organization=customer.default_organization()).calls_blocked == ""
