@@ -92,8 +92,10 @@ def requests_per_second(output: str) -> float:
     return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
 
 
-def percentile(output: str, name: str) -> str:
-    return re.search(rf"^\s+{name}\s+(\S+)", output, re.M).group(1)
+def measure(port: int, path: str, headers: dict[str, str]) -> float:
+    """The median of three runs, after a warm-up."""
+    wrk(port, path, headers, "2s")
+    return statistics.median(requests_per_second(wrk(port, path, headers, DURATION)) for _ in range(3))
 
 
 def paced(loadgen: Path, port: int, path: str, headers: dict[str, str], rate: float) -> str:
@@ -115,10 +117,10 @@ def require_anchor() -> None:
 def main() -> None:
     require_anchor()
     with postgres_on_cpu(1):
-        measure()
+        compare()
 
 
-def measure() -> None:
+def compare() -> None:
     token = setup_database()
     auth = {"Authorization": f"Bearer {token}", "X-Forwarded-Uri": "/v1/en/entities", "X-Forwarded-Method": "POST"}
     go_call = (GO_PORT, "/", {"Authorization": token})
@@ -139,8 +141,7 @@ def measure() -> None:
         }
         ours = [sys.executable, "manage.py", "serve_forward_auth"]
         with server(["deploy/serve"], OUR_PORT, our_env), token_changes(per_second=10):
-            wrk(*our_call, "2s")  # warm-up
-            granian_rps = statistics.median(requests_per_second(wrk(*our_call, DURATION)) for _ in range(3))
+            granian_rps = measure(*our_call)
         time.sleep(2)
         with (
             server([anchor], GO_PORT, go_env),
