@@ -75,6 +75,10 @@ STATUS_LINES = {
     500: "500 Internal Server Error",
     503: "503 Service Unavailable",
 }
+# The request headers a decision reads, as environ keys: a server may pass it only these (usage/server.py).
+HEADERS_READ = frozenset(
+    ("HTTP_AUTHORIZATION", "HTTP_X_FORWARDED_URI", "HTTP_X_FORWARDED_METHOD", "HTTP_X_FORWARDED_FOR", "HTTP_X_LEASE_ID")
+)
 MAX_ENDPOINT_LENGTH = 200
 METHODS = {method: method for method in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")}
 MAX_ENDPOINTS_KEPT = 10_000  # per plan, in limits_for's cache

@@ -33,23 +33,22 @@ import httptools
 import uvloop
 
 from usage.flusher import FlusherProcess
-from usage.forward_auth import STATUS_LINES, ForwardAuth, problem
+from usage.forward_auth import HEADERS_READ, STATUS_LINES, ForwardAuth, problem
 
 log = logging.getLogger(__name__)
 
 MAX_HEAD = 64 * 1024  # the request line and headers; Traefik sends a few hundred bytes
 PARTIAL_SECONDS = 30.0  # a request begun and not finished
 IDLE_SECONDS = 300.0  # a kept-alive connection with no request (Traefik's pool keeps them 90 s)
-HEADER_KEYS: dict[bytes, str] = {}  # header name -> its WSGI environ key, for the names seen first
-MAX_HEADER_KEYS = 1000
+HEADER_KEYS: dict[bytes, str] = {}  # header name as sent -> its WSGI environ key, "" if no decision reads it
+MAX_HEADER_KEYS = 1000  # names remembered (the first seen); others are worked out each time
 
 
 def environ_key(name: bytes) -> str:
-    key = HEADER_KEYS.get(name)
-    if key is None:
-        key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
-        if len(HEADER_KEYS) < MAX_HEADER_KEYS:
-            HEADER_KEYS[name] = key
+    key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+    key = key if key in HEADERS_READ else ""
+    if len(HEADER_KEYS) < MAX_HEADER_KEYS:
+        HEADER_KEYS[name] = key
     return key
 
 
@@ -148,11 +147,15 @@ class Connection(asyncio.Protocol):
         self._count(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        """Kept only if a decision reads it (Traefik sends a dozen headers, and each costs)."""
         self._count(len(name) + len(value))
-        key = environ_key(name)
-        value = value.decode("latin-1")
-        environ = self.environ
-        environ[key] = f"{environ[key]},{value}" if key in environ else value
+        key = HEADER_KEYS.get(name)
+        if key is None:
+            key = environ_key(name)
+        if key:
+            value = value.decode("latin-1")
+            environ = self.environ
+            environ[key] = f"{environ[key]},{value}" if key in environ else value
 
     def on_message_complete(self) -> None:
         self.started = 0.0

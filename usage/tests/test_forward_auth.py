@@ -7,7 +7,7 @@ import pytest
 
 from accounts.models import ApiToken, Membership, Role
 from billing.models import Customer, Plan
-from usage.forward_auth import MAX_ENDPOINTS_KEPT
+from usage.forward_auth import HEADERS_READ, MAX_ENDPOINTS_KEPT
 from usage.tests.helpers import T0, call
 
 
@@ -240,6 +240,41 @@ def test_concurrency_is_limited_by_leases_the_upstream_releases(auth, secret, pl
     assert auth.release(release).status == 404
     assert auth.release({"REQUEST_METHOD": "GET"}).status == 405
     assert call(auth, secret).status == 200
+
+
+class NotedReads(dict):
+    """An environ that notes the keys read from it."""
+
+    def __init__(self, **items):
+        super().__init__(**items)
+        self.read = set()
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
+def test_a_decision_reads_exactly_the_headers_the_forward_auth_server_passes(auth, secret, customer, plan):
+    Plan.objects.filter(pk=plan.pk).update(concurrency=1)
+    customer.default_organization().tokens.update(allowed_networks=["10.0.0.0/8"], per_minute=100)
+    auth.refresh()
+    environ = NotedReads(
+        REQUEST_METHOD="GET",
+        HTTP_AUTHORIZATION=f"Bearer {secret}",
+        HTTP_X_FORWARDED_FOR="10.1.2.3",
+        HTTP_X_FORWARDED_URI="/v1/en/entities",
+        HTTP_X_FORWARDED_METHOD="POST",
+        HTTP_USER_AGENT="curl/8.5.0",
+    )
+    answer = auth.answer(environ)
+    assert answer.status == 200
+    release = NotedReads(REQUEST_METHOD="POST", HTTP_X_LEASE_ID=dict(answer.headers)["X-Lease-Id"])
+    assert auth.release(release).status == 204
+    assert {key for key in environ.read | release.read if key.startswith("HTTP_")} == HEADERS_READ
 
 
 def test_rejected_calls_are_recorded_as_429(auth, secret, recorder):

@@ -11,6 +11,7 @@ import pytest
 from django.db import connection
 
 from accounts.models import ApiToken
+from billing.models import Plan
 from tests.servers import children, forward_auth_server, free_port, wait_for
 from usage.models import ApiCall
 
@@ -89,6 +90,23 @@ def test_hostile_requests_get_a_4xx_and_the_server_goes_on(secret):
         deep = "/forward-auth?" + "a" * 60_000
         assert status(call(port, bearer(secret), path=deep)) == 200
         assert status(call(port, bearer(secret))) == 200
+
+
+def test_the_headers_a_decision_reads_pass_among_traefiks_others(customer, secret, plan):
+    Plan.objects.filter(pk=plan.pk).update(concurrency=1)
+    customer.default_organization().tokens.update(allowed_networks=["10.0.0.0/8"])
+    traefik = "User-Agent: curl/8.5.0\r\nAccept: */*\r\nX-Forwarded-Proto: https\r\nX-Real-Ip: 10.1.2.3\r\n"
+    port = free_port()
+    with forward_auth_server(port):
+        allowed = call(port, traefik + bearer(secret) + "X-Forwarded-For: 10.1.2.3\r\n")
+        assert status(allowed) == 200
+        assert status(call(port, traefik + bearer(secret) + "X-Forwarded-For: 10.1.2.3\r\n")) == 429  # one at a time
+        lease = re.search(rb"X-Lease-Id: (\S+)", allowed).group(1).decode()
+        assert status(call(port, f"X-Lease-Id: {lease}\r\n", "/forward-auth/release", "POST")) == 204
+        assert status(call(port, traefik + bearer(secret) + "X-Forwarded-For: 192.0.2.1\r\n")) == 403
+        # Two X-Forwarded-For lines are one list: the client is its last entry.
+        both = "X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-For: 10.1.2.3\r\n"
+        assert status(call(port, traefik + bearer(secret) + both)) == 200
 
 
 def test_pipelined_calls_are_answered_in_order_even_behind_a_database_look_up(customer, secret):
