@@ -14,8 +14,9 @@ the server stops (after a last shipment) or dies (losing what it had not shipped
 SHIP_SECONDS of calls). It ignores SIGTERM and SIGINT, which would cut that short. If the
 child dies, the next shipment starts another; what the dead one held in memory (a flush
 interval of calls, more while the database is slow) is lost, as when any worker is killed.
-Events the child could not take are journaled beyond USAGE_MEMORY_LIMIT, and written by
-the server itself when it stops.
+Memory is bounded on both sides: beyond USAGE_MEMORY_LIMIT, the child journals what it is
+sent while its writes are slow, and the server what the child could not take (written by
+the server itself when it stops).
 """
 
 import contextlib

@@ -25,6 +25,7 @@ it is set aside in `usage_deadletter` with the error, logged, and counted by
 
 import atexit
 import collections
+import itertools
 import json
 import logging
 import multiprocessing.util
@@ -129,6 +130,7 @@ class UsageRecorder:
         self._finalizer: multiprocessing.util.Finalize | None = None
         self._lock = threading.Lock()  # one flush at a time
         self._backoff = 0.0
+        self._journal_numbers = itertools.count()
 
     # The request path.
 
@@ -138,10 +140,16 @@ class UsageRecorder:
             self._wake.set()
 
     def record_many(self, events: list[tuple]) -> None:
-        """Events recorded by another process, in their order (usage/flusher.py)."""
+        """Events recorded by another process, in their order (usage/flusher.py). Those beyond
+        USAGE_MEMORY_LIMIT are journaled at once, with a batch more so that files are few: while
+        the database is slow rather than down, no failed flush would journal them."""
         self._events.extend(events)
         if len(self._events) >= self.batch_size:
             self._wake.set()
+        if len(self._events) > self.memory_limit:
+            taken = self.take(len(self._events) - self.memory_limit + self.batch_size)
+            if not self._journal(taken):
+                self.give_back(taken)
 
     def give_back(self, events: list[tuple]) -> None:
         """Events taken and not written after all (usage/flusher.py), first in line again."""
@@ -294,9 +302,15 @@ class UsageRecorder:
         """Move the oldest `count` pending events to a new journal file (kept in memory if it cannot be written)."""
         from_failed = self._failed[:count]
         events = from_failed + self.take(count - len(from_failed))
+        kept = [] if self._journal(events) else events
+        self._failed = kept + self._failed[len(from_failed) :]
+
+    def _journal(self, events: list[tuple]) -> bool:
+        """Write the events to a new journal file; False if it cannot be written."""
         if not events:
-            return
-        path = self.journal_dir / f"{time.time():.6f}-{os.getpid()}.jsonl"
+            return True
+        # Unique though two threads journal at once (the flusher's and, in usage/flusher.py, the reader).
+        path = self.journal_dir / f"{time.time():.6f}-{os.getpid()}-{next(self._journal_numbers)}.jsonl"
         partial = path.with_suffix(".partial")
         header = {"database": self._database, "target": database_target()}
         try:
@@ -309,10 +323,9 @@ class UsageRecorder:
             partial.rename(path)  # a journal file is whole or absent
         except OSError:
             log.exception("Usage: cannot journal %d events; they stay in memory", len(events))
-            self._failed = events + self._failed[len(from_failed) :]
-            return
-        self._failed = self._failed[len(from_failed) :]
+            return False
         log.warning("Usage: %d events journaled to %s", len(events), path)
+        return True
 
     def _replay_journal(self) -> None:
         for path in self.journal_files():

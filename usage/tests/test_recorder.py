@@ -200,6 +200,32 @@ def test_n_events_through_an_outage_and_a_restart_give_exactly_n(tmp_path, usage
     assert totals() == totals(DailyUsage) == expected
 
 
+@pytest.mark.django_db(transaction=True)
+def test_while_a_write_is_slow_memory_stays_bounded_and_every_event_lands_once(tmp_path, usage_store, settings):
+    """The flusher process's recorder (usage/flusher.py) keeps taking events while its write waits on a lock:
+    beyond the memory limit they go to the journal, and are written once the lock is gone."""
+    settings.USAGE_FLUSH_SECONDS = 0.05
+    journal = tmp_path / "journal"
+    recorder = UsageRecorder(journal_dir=journal, memory_limit=1000, batch_size=200)
+    recorder.start()
+    lock = psycopg.connect(**connection.get_connection_params(), autocommit=True)
+    try:
+        lock.execute("BEGIN; LOCK TABLE api_calls IN ACCESS EXCLUSIVE MODE")
+        recorder.record_many([event(i) for i in range(200)])
+        waiting = "SELECT count(*) FROM pg_locks WHERE relation = 'api_calls'::regclass AND NOT granted"
+        assert wait_for(lambda: lock.execute(waiting).fetchone()[0] == 1, seconds=10)  # the write waits
+        for start in range(200, 5000, 100):  # frames from the server, as usage/flusher.py reads them
+            recorder.record_many([event(i) for i in range(start, start + 100)])
+            assert len(recorder._events) <= 1000
+        assert sum(len(path.read_text().splitlines()) - 1 for path in journal.glob("*.jsonl")) >= 3800
+    finally:
+        lock.execute("COMMIT")
+        lock.close()
+    assert wait_for(lambda: ApiCall.objects.count() == 5000 and not list(journal.glob("*")), seconds=20)
+    recorder.stop()
+    assert ApiCall.objects.values("request_id").distinct().count() == 5000
+
+
 def test_events_that_cannot_be_journaled_stay_in_memory(tmp_path, usage_store):
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("")  # the journal directory cannot be created here
