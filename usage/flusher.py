@@ -43,7 +43,7 @@ FRAME_EVENTS = 2000  # marshalled in one C call, holding the GIL (about 0.7 ms)
 NICE = 10
 LENGTH = struct.Struct("!I")
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
-PIPE_SIZE = 1 << 20  # a second's calls and more, so that a write rarely waits for the child
+PIPE_SIZE = 1 << 20  # a second's calls and more, so that the pipe rarely fills
 BASE_DIR = Path(__file__).resolve().parent.parent  # where `-m usage.flusher` is found
 
 
@@ -53,6 +53,8 @@ class FlusherProcess:
     def __init__(self, recorder):
         self.recorder = recorder
         self._child: subprocess.Popen | None = None
+        self._unsent = memoryview(b"")  # what the pipe has not taken yet of the last frame
+        self._unsent_events: list[tuple] = []  # that frame's events
         self._spawned = 0.0
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -75,6 +77,8 @@ class FlusherProcess:
         while True:
             stopping = self._stopping.wait(SHIP_SECONDS)
             try:
+                if stopping:  # the last shipment waits for the child to take it all
+                    os.set_blocking(self._child.stdin.fileno(), True)
                 self.ship()
             except Exception:  # never let the thread die: events would pile up unshipped
                 log.exception("Usage: shipping to the flusher process failed")
@@ -82,30 +86,42 @@ class FlusherProcess:
                 return
 
     def ship(self) -> None:
-        """Hand every waiting event to the child, a frame at a time. If it has ended, leave them waiting
-        (journaling those beyond USAGE_MEMORY_LIMIT) and start another, one a second at most."""
-        while events := self.recorder.take(FRAME_EVENTS):
-            frame = marshal.dumps(events)
-            try:
-                if self._child.poll() is not None:
-                    raise BrokenPipeError(f"exit status {self._child.returncode}")
-                self._child.stdin.write(LENGTH.pack(len(frame)) + frame)
-                self._child.stdin.flush()
-            except (BrokenPipeError, ValueError) as error:  # ValueError: its pipe is closed
-                self.recorder.give_back(events)
-                if time.monotonic() - self._spawned > 1:
-                    log.error("Usage flusher process ended (%s); starting another", error)
-                    with contextlib.suppress(BrokenPipeError):
-                        self._child.stdin.close()
-                    self._spawn()
-                break
+        """Hand the waiting events to the child, a frame at a time, as far as its pipe takes them without
+        waiting: those a child too slow to read leaves here are journaled beyond USAGE_MEMORY_LIMIT. If the
+        child has ended, leave them waiting (journaled likewise) and start another, one a second at most."""
+        try:
+            if self._child.poll() is not None:
+                raise BrokenPipeError(f"exit status {self._child.returncode}")
+            while self._write_unsent() and (events := self.recorder.take(FRAME_EVENTS)):
+                frame = marshal.dumps(events)
+                self._unsent, self._unsent_events = memoryview(LENGTH.pack(len(frame)) + frame), events
+        except (BrokenPipeError, ValueError) as error:  # ValueError: its pipe is closed
+            self.recorder.give_back(self._unsent_events)  # the child keeps no part of a frame
+            self._unsent, self._unsent_events = memoryview(b""), []
+            if time.monotonic() - self._spawned > 1:
+                log.error("Usage flusher process ended (%s); starting another", error)
+                with contextlib.suppress(BrokenPipeError):
+                    self._child.stdin.close()
+                self._spawn()
         self.recorder.spill_excess()
+
+    def _write_unsent(self) -> bool:
+        """Write what the pipe takes of the last frame; True once all of it is written."""
+        while self._unsent:
+            try:
+                written = os.write(self._child.stdin.fileno(), self._unsent)
+            except BlockingIOError:
+                return False
+            self._unsent = self._unsent[written:]
+        self._unsent_events = []
+        return True
 
     def _spawn(self) -> None:
         self._spawned = time.monotonic()
         self._child = subprocess.Popen([sys.executable, "-m", "usage.flusher"], stdin=subprocess.PIPE, cwd=BASE_DIR)
         with contextlib.suppress(OSError):  # above /proc/sys/fs/pipe-max-size: the default size works, with more waits
             fcntl.fcntl(self._child.stdin, F_SETPIPE_SZ, PIPE_SIZE)
+        os.set_blocking(self._child.stdin.fileno(), False)
 
 
 def frames(stream):

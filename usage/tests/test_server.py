@@ -25,12 +25,15 @@ def call(port: int, headers: str = "", path: str = "/forward-auth", method: str 
 
 
 def exchange(port: int, data: bytes, timeout: float = 10) -> bytes:
+    """Send `data` while reading the answers (the server reads no further while its answers are not read)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(data)
-        received = b""
-        while chunk := sock.recv(65536):
+        sender = threading.Thread(target=sock.sendall, args=(data,))
+        sender.start()
+        received = bytearray()
+        while chunk := sock.recv(1 << 20):
             received += chunk
-        return received
+        sender.join()
+        return bytes(received)
 
 
 def bearer(secret: str) -> str:
@@ -193,3 +196,23 @@ def test_a_killed_flusher_is_replaced_and_later_calls_are_written(secret):
         assert server.wait(timeout=30) == 0
     assert answered == [200, 200, 200, 429]
     assert ApiCall.objects.count() == 4
+
+
+def test_a_flusher_that_stops_reading_leaves_the_server_bounded_and_loses_nothing(secret, tmp_path):
+    port = free_port()
+    with forward_auth_server(port, USAGE_MEMORY_LIMIT="1000", USAGE_JOURNAL_DIR=str(tmp_path)) as server:
+        (flusher,) = children(server.pid)
+        os.kill(flusher, signal.SIGSTOP)
+        try:
+            request = f"GET /forward-auth HTTP/1.1\r\nHost: x\r\n{bearer(secret)}\r\n"
+            calls = (request * 30_000 + "GET /forward-auth HTTP/1.1\r\nConnection: close\r\n\r\n").encode()
+            assert len(statuses(exchange(port, calls, timeout=60))) == 30_001  # more events than its pipe holds
+            # Beyond USAGE_MEMORY_LIMIT, the server journals what the stopped flusher does not take.
+            assert wait_for(lambda: list(tmp_path.glob("*.jsonl")), seconds=10)
+        finally:
+            os.kill(flusher, signal.SIGCONT)
+        server.terminate()
+        assert server.wait(timeout=60) == 0
+    assert ApiCall.objects.count() == 30_000  # the last call had no token: nothing to record
+    assert ApiCall.objects.values("request_id").distinct().count() == 30_000
+    assert not list(tmp_path.glob("*.jsonl"))  # replayed
