@@ -9,16 +9,21 @@ For each size, in this process (the code a granian worker runs), it measures:
 - per change: the refresher's time to apply one revocation (read the change feed, forget
   one credential), median of 50, and the seconds until the revoked token is refused;
 - flood: 2 s of calls with made-up tokens, each new, with look-ups capped at 100 a second:
-  the calls answered and the database queries made, per second.
+  the calls answered and the database queries made, per second;
+- collector: the longest pause of Python's garbage collector while the working set warms up,
+  with new objects frozen each second as serve_forward_auth does (usage/server.py), and the
+  reference cycles it would have found (frozen, they would never be freed).
 
 Run: `.venv/bin/python bench/forward_auth_scale.py` (BENCH_DATABASE_URL, default the local
 `backoffice_bench`; the tokens are added once and kept; about 5 minutes the first time).
 """
 
+import gc
 import itertools
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -104,6 +109,7 @@ def measure(total: int) -> dict:
     from usage.forward_auth import ForwardAuth
     from usage.limiter import MemoryCounters
     from usage.recorder import UsageRecorder
+    from usage.server import TIDY_SECONDS, freeze_new_objects
 
     def call(auth, secret):
         return auth.answer({"HTTP_AUTHORIZATION": f"Bearer {secret}", "HTTP_X_FORWARDED_URI": "/v1/en/entities"})
@@ -116,8 +122,16 @@ def measure(total: int) -> dict:
     first_decision = time.perf_counter() - began
     at_start = state_size(auth)
     step = total // WORKING_SET
-    for i in range(0, total, step):
-        assert call(auth, secret_of(i)).status == 200
+    gc.collect()
+    with collector_pauses() as pauses:
+        frozen = time.perf_counter()
+        for i in range(0, total, step):
+            assert call(auth, secret_of(i)).status == 200
+            if time.perf_counter() - frozen >= TIDY_SECONDS:
+                freeze_new_objects()
+                frozen = time.perf_counter()
+    gc.unfreeze()
+    cycles = gc.collect()
     working = state_size(auth)
 
     applied = []
@@ -134,6 +148,7 @@ def measure(total: int) -> dict:
         auth.refresh()
 
     auth.lookups_per_second = FLOOD_LOOKUPS
+    time.sleep(1)  # this second's look-ups were granted at the old cap
     flood = itertools.count()
     with CaptureQueriesContext(connection) as queries:
         deadline = time.perf_counter() + 2
@@ -148,7 +163,27 @@ def measure(total: int) -> dict:
         "per change (ms)": statistics.median(applied) * 1e3,
         "flood: calls/s": next(flood) / 2,
         "flood: queries/s": len(queries) / 2,
+        "longest GC pause (ms)": max(pauses, default=0) * 1e3,
+        "cycles left to GC": cycles,
     }
+
+
+@contextmanager
+def collector_pauses():
+    """The durations of the garbage collector's passes meanwhile (a list, filled as they happen)."""
+    pauses, started = [], []
+
+    def note(phase, info):
+        if phase == "start":
+            started.append(time.perf_counter())
+        else:
+            pauses.append(time.perf_counter() - started.pop())
+
+    gc.callbacks.append(note)
+    try:
+        yield pauses
+    finally:
+        gc.callbacks.remove(note)
 
 
 def main() -> None:
