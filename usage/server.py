@@ -110,6 +110,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         self.closed = True
         self.server.connections.discard(self)
+        self.parser = self.transport = None  # they refer back to this connection: freed without the collector
 
     def data_received(self, data: bytes) -> None:
         if self.broken:

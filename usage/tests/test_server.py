@@ -1,5 +1,8 @@
 """The forward-auth server (manage.py serve_forward_auth) over real sockets, with its usage flusher process."""
 
+import asyncio
+import concurrent.futures
+import gc
 import os
 import re
 import signal
@@ -8,12 +11,14 @@ import threading
 import time
 
 import pytest
+import uvloop
 from django.db import connection
 
 from accounts.models import ApiToken
 from billing.models import Plan
 from tests.servers import children, forward_auth_server, free_port, wait_for
 from usage.models import ApiCall
+from usage.server import Connection, Server
 
 # Transactional (the server shares the database); usage_store empties the unmanaged usage tables.
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("usage_store")]
@@ -216,3 +221,39 @@ def test_a_flusher_that_stops_reading_leaves_the_server_bounded_and_loses_nothin
     assert ApiCall.objects.count() == 30_000  # the last call had no token: nothing to record
     assert ApiCall.objects.values("request_id").distinct().count() == 30_000
     assert not list(tmp_path.glob("*.jsonl"))  # replayed
+
+
+def test_a_closed_connection_is_freed_without_the_collector(auth, secret):
+    """The server freezes its objects every second (gc.freeze): a connection kept by a reference
+    cycle until the collector's next pass would, frozen, never be freed."""
+    port = free_port()
+    calls = [
+        f"GET /forward-auth HTTP/1.1\r\n{bearer(secret)}Connection: close\r\n\r\n",  # decided on the pool
+        f"GET /forward-auth HTTP/1.1\r\n{bearer(secret)}Connection: close\r\n\r\n",
+        "NOT HTTP\r\n\r\n",
+    ]
+
+    def leave(data: bytes) -> None:
+        """Send a call and half of another, and go, reading nothing."""
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(data)
+
+    async def serve_them():
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            server = Server(auth, pool)
+            listening = await asyncio.get_running_loop().create_server(lambda: Connection(server), "127.0.0.1", port)
+            answers = [await asyncio.to_thread(exchange, port, call.encode()) for call in calls]
+            await asyncio.to_thread(leave, f"GET /forward-auth HTTP/1.1\r\n{bearer(secret)}\r\nGET /".encode())
+            listening.close()
+            await asyncio.sleep(0.1)  # the last connection's loss reaches it
+        return answers
+
+    gc.collect()
+    gc.disable()  # what the collector would free stays to be seen
+    try:
+        answers = uvloop.run(serve_them())
+        left = [thing for thing in gc.get_objects() if isinstance(thing, Connection)]
+    finally:
+        gc.enable()
+    assert [status(answer) for answer in answers] == [200, 200, 400]
+    assert left == []
