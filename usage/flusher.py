@@ -6,8 +6,9 @@ late by tens of ms at p99. So the server's recorder only buffers, and a shipper 
 hands the buffer every SHIP_SECONDS to a child process, `python -m usage.flusher`, over a
 pipe: frames of a 4-byte length and a marshalled list of events (one C call each way).
 The child records them in its own UsageRecorder, which writes them as in any process
-(batches, backoff, journal, dead letters), at a lower priority (nice NICE) so that the
-kernel runs a decision first.
+(batches, backoff, journal, dead letters), at a lower priority (nice NICE: about a tenth
+of a shared core, its need at full load; SCHED_IDLE would starve it then, and only a
+privileged process could lift it back).
 
 The child ends at the end of its input, once it has written or journaled everything: when
 the server stops (after a last shipment) or dies (losing what it had not shipped, at most
