@@ -40,7 +40,7 @@ from usage.recorder import recorder
 log = logging.getLogger(__name__)
 
 SHIP_SECONDS = 0.1
-FRAME_EVENTS = 2000  # marshalled in one C call, holding the GIL (about 0.7 ms)
+FRAME_EVENTS = 2000  # marshalled in one C call, holding the GIL (0.2-0.7 ms)
 NICE = 10
 LENGTH = struct.Struct("!I")
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
