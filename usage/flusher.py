@@ -14,7 +14,8 @@ The child ends at the end of its input, once it has written or journaled everyth
 the server stops (after a last shipment) or dies (losing what it had not shipped, at most
 SHIP_SECONDS of calls). It ignores SIGTERM and SIGINT, which would cut that short. If the
 child dies, the next shipment starts another; what the dead one held in memory (a flush
-interval of calls, more while the database is slow) is lost, as when any worker is killed.
+interval of calls, more while the database is slow) and in its pipe (up to PIPE_SIZE) is
+lost, as when any worker is killed.
 Memory is bounded on both sides: beyond USAGE_MEMORY_LIMIT, the child journals what it is
 sent while its writes are slow, and the server what the child could not take (written by
 the server itself when it stops).
@@ -96,15 +97,16 @@ class FlusherProcess:
             while self._write_unsent() and (events := self.recorder.take(FRAME_EVENTS)):
                 frame = marshal.dumps(events)
                 self._unsent, self._unsent_events = memoryview(LENGTH.pack(len(frame)) + frame), events
-        except (BrokenPipeError, ValueError) as error:  # ValueError: its pipe is closed
+        except OSError as error:  # the child has ended (BrokenPipeError), or its pipe is unusable
             self.recorder.give_back(self._unsent_events)  # the child keeps no part of a frame
             self._unsent, self._unsent_events = memoryview(b""), []
-            if time.monotonic() - self._spawned > 1:
+            if time.monotonic() - self._spawned > 1 and not self._stopping.is_set():
                 log.error("Usage flusher process ended (%s); starting another", error)
-                with contextlib.suppress(BrokenPipeError):
+                with contextlib.suppress(OSError):
                     self._child.stdin.close()
                 self._spawn()
-        self.recorder.spill_excess()
+        finally:
+            self.recorder.spill_excess()
 
     def _write_unsent(self) -> bool:
         """Write what the pipe takes of the last frame; True once all of it is written."""
