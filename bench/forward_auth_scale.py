@@ -122,7 +122,7 @@ def measure(total: int) -> dict:
     first_decision = time.perf_counter() - began
     at_start = state_size(auth)
     step = total // WORKING_SET
-    gc.collect()
+    freeze_new_objects()  # as the server does before its first call
     with collector_pauses() as pauses:
         frozen = time.perf_counter()
         for i in range(0, total, step):
