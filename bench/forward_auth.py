@@ -25,6 +25,7 @@ Run with `bench/forward_auth` (installs Go and wrk from Debian if missing).
 import itertools
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -229,7 +230,11 @@ def token_changes(per_second: int):
 
 @contextmanager
 def server(args: list, port: int, env: dict[str, str]):
-    """A server pinned to CPU 0 (with any process it starts)."""
+    """A server pinned to CPU 0 (with any process it starts), on a port nothing answers yet: else another
+    process would be measured instead, or beside it (ours shares its port with SO_REUSEPORT)."""
+    with socket.socket() as sock:
+        if sock.connect_ex(("127.0.0.1", port)) == 0:
+            sys.exit(f"Port {port} is taken: stop what listens there (a server left from an earlier run?).")
     process = subprocess.Popen(
         ["taskset", "-c", "0", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
