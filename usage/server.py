@@ -44,6 +44,7 @@ TIDY_SECONDS = 1.0  # how often connections are swept and new long-lived objects
 # The headers a decision reads, by lower-case name, and their environ keys: the others are not
 # kept (Traefik sends a dozen more), nor are look-alikes with "_" for "-".
 HEADER_KEYS = {key.removeprefix("HTTP_").lower().replace("_", "-").encode(): key for key in HEADERS_READ}
+FAILED = problem(500, "Internal server error", "Forward-auth failed; retry.")
 
 
 def response(answer, keep_alive: bool, head_only: bool = False) -> bytes:
@@ -157,8 +158,7 @@ class Connection(asyncio.Protocol):
             return
         environ = self.environ
         environ["REQUEST_METHOD"] = self.parser.get_method().decode("latin-1")
-        path = self.url.partition(b"?")[0]
-        environ["PATH_INFO"] = path.decode("latin-1")
+        path = self.url.partition(b"?")[0]  # routed as bytes: no decision reads PATH_INFO
         keep_alive = self.parser.should_keep_alive()
         if self.waiting:
             self.queue.append(lambda: self._handle(environ, path, keep_alive))
@@ -182,7 +182,7 @@ class Connection(asyncio.Protocol):
             )
         except Exception:
             log.exception("Forward-auth: a decision failed")
-            answer = problem(500, "Internal server error", "Forward-auth failed; retry.")
+            answer = FAILED
         head_only = environ["REQUEST_METHOD"] == "HEAD"
         if answer is not None:
             return self._send(answer, keep_alive, head_only)
@@ -201,7 +201,7 @@ class Connection(asyncio.Protocol):
             answer = future.result()
         else:
             log.error("Forward-auth: a decision failed", exc_info=error)
-            answer = problem(500, "Internal server error", "Forward-auth failed; retry.")
+            answer = FAILED
         self._send(answer, keep_alive, head_only)
         while self.queue and not self.waiting and not self.closed:
             self.queue.pop(0)()
