@@ -11,9 +11,9 @@ month and an endpoint limit), verifies the token's HMAC and records usage on eve
 The real figure: BENCH_TOKENS (1,000,000) tokens in the database, usage written to
 PostgreSQL during the run (into an api_calls emptied first), and 10 token changes a
 second (revocations and their undoing, through the change feed), measured in
-BENCH_ROUNDS (5) rounds that alternate with Go, so
-the machine's drift (large on a shared VM) touches both alike; each figure is the median
-of its runs, the ratio the median of each round's ratio. Also shown, measured before the
+BENCH_ROUNDS (5) rounds that alternate with Go, so the machine's drift (large on a
+shared VM) touches both alike; each figure is the median of its runs, the ratio the
+median of each round's ratio. Also shown, measured before the
 rounds (memory counters allow one deciding process per database): the same decision
 under granian (backoffice.wsgi, with its flusher thread), as the pages' server answers
 it. Then the latency of ours, and of Go, at half our real throughput with Poisson
