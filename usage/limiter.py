@@ -64,10 +64,12 @@ class Limit:
 
 class Verdict(NamedTuple):  # a tuple: made on every decision, so cheap to make
     allowed: bool
-    counts: list[int]  # calls already counted per limit (up to the refused one)
     refused: int | None = None  # position of the refused limit; len(limits) = concurrency
     oldest: int = 0  # oldest non-empty bucket of the refused limit
     lease: str | None = None
+
+
+ALLOWED = Verdict(True)
 
 
 class RollingCount:
@@ -105,14 +107,32 @@ class RollingCount:
         return self.last
 
 
-class Current(NamedTuple):
-    """An account's counters for the limits it was last checked against, in their order, and until
-    when they stay current: every one's newest bucket is still the current one, so no bucket moves."""
+class Current:
+    """An account's counters for the limits it was last checked against, in their order, until when
+    they stay current (every one's newest bucket is still the current one, so no bucket moves), and
+    the calls allowed since they were last settled. A call within `room` (what the nearest limit had
+    left then) is allowed without touching them, whatever the number of limits."""
 
-    limits: tuple[Limit, ...]
-    period: tuple[float, float]
-    counters: list[RollingCount]
-    until: float
+    __slots__ = ("limits", "period", "counters", "until", "taken", "room")
+
+    def __init__(self, limits: tuple[Limit, ...], period: tuple[float, float], counters: list, until: float):
+        self.limits, self.period, self.counters, self.until = limits, period, counters, until
+        self.taken = 0
+        self.settle()
+
+    def settle(self) -> None:
+        """Count the calls taken since the last time on the counters' newest buckets, and measure the room left."""
+        if self.taken:
+            for counter in self.counters:
+                counter.ring[counter.last % counter.slots] += self.taken
+                counter.total += self.taken
+            self.taken = 0
+        self.room = min(
+            (limit.quota - counter.total for limit, counter in zip(self.limits, self.counters)), default=UNLIMITED
+        )
+
+
+UNLIMITED = 2**62  # the room of no limits at all
 
 
 class MemoryCounters:
@@ -128,25 +148,28 @@ class MemoryCounters:
         with self._lock:
             current = self._current.get(account)
             if current is None or current.limits is not limits or current.period != period or now >= current.until:
+                if current is not None:
+                    current.settle()
                 current = self._current[account] = self._move(account, limits, now, period)
+            if concurrency is None and current.taken < current.room:  # the common case: no counter moves
+                current.taken += 1
+                return ALLOWED
+            current.settle()
             counters = current.counters
-            totals = [counter.total for counter in counters]
             for position, limit in enumerate(limits):
-                if totals[position] >= limit.quota:
-                    return Verdict(False, totals[: position + 1], position, counters[position].oldest())
+                if counters[position].total >= limit.quota:
+                    return Verdict(False, position, counters[position].oldest())
             lease = None
             if concurrency is not None:
                 leases = self._leases.setdefault(account, {})
                 for expired in [lease for lease, expiry in leases.items() if expiry <= now]:
                     del leases[expired]
                 if len(leases) >= concurrency:
-                    return Verdict(False, totals, len(limits))
+                    return Verdict(False, len(limits))
                 lease = new_lease_id(account)
                 leases[lease] = now + lease_ttl
-            for counter in counters:
-                counter.ring[counter.last % counter.slots] += 1
-                counter.total += 1
-            return Verdict(True, totals, lease=lease)
+            current.taken += 1
+            return Verdict(True, lease=lease)
 
     def _move(self, account, limits, now, period) -> Current:
         """The account's counters for these limits, each moved to the bucket of `now`."""
@@ -175,6 +198,8 @@ class MemoryCounters:
     def sweep(self, now: float) -> None:
         """Forget counters and leases that have expired (called off the request path)."""
         with self._lock:
+            for current in self._current.values():
+                current.settle()
             self._current.clear()  # it may hold counters deleted here
             for account, counts in list(self._counts.items()):
                 for name in [name for name, counter in counts.items() if counter.expires < now]:
@@ -226,10 +251,10 @@ class RedisCounters:
             lease = new_lease_id(account)
             keys.append(f"rl:{{{account}}}:leases")
             args += [concurrency, lease, now + lease_ttl, math.ceil(lease_ttl)]
-        allowed, refused, oldest, *counts = self._script(keys=keys, args=args)
+        allowed, refused, oldest, *_counts = self._script(keys=keys, args=args)
         if allowed:
-            return Verdict(True, counts, lease=lease)
-        return Verdict(False, counts, refused - 1, oldest)
+            return Verdict(True, lease=lease)
+        return Verdict(False, refused - 1, oldest)
 
     def release(self, lease: str) -> bool:
         return bool(self._redis.zrem(f"rl:{{{lease_account(lease)}}}:leases", lease))

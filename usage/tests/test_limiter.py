@@ -60,7 +60,6 @@ def test_a_refused_request_consumes_no_quota_in_any_window(counters):
     results = [take(counters, [minute(3), hour], now + 65) for _ in range(3)]
     assert [r.allowed for r in results] == [True, True, False]
     assert results[-1].refused == 1  # the hour window: 3 + 2 = 5
-    assert results[0].counts == [0, 3]
 
 
 def test_no_rolling_minute_ever_holds_more_than_the_quota(counters):
@@ -121,7 +120,7 @@ def test_concurrency_leases_limit_calls_in_flight_until_released_or_expired(coun
 def test_a_refused_concurrency_lease_consumes_no_window_quota(counters):
     take(counters, [minute(5)], 1.0, concurrency=1)
     assert not take(counters, [minute(5)], 1.0, concurrency=1).allowed
-    assert take(counters, [minute(5)], 1.0).counts == [1]
+    assert [take(counters, [minute(5)], 1.0).allowed for _ in range(5)] == [True] * 4 + [False]
 
 
 def test_memory_counters_are_exact_under_threads():
@@ -156,9 +155,7 @@ def test_redis_counts_written_before_hashes_kept_a_total_still_count():
     counters._redis.flushdb()
     now = 1_000.0  # minute buckets are a second long: bucket 1000
     counters._redis.hset("rl:{1}:minute", mapping={"999": 3, "900": 2})  # in the window; left it
-    verdict = take(counters, [minute(5)], now)
-    assert verdict.allowed and verdict.counts == [3]
-    assert take(counters, [minute(5)], now).allowed and not take(counters, [minute(5)], now).allowed
+    assert [take(counters, [minute(5)], now).allowed for _ in range(3)] == [True, True, False]
     assert counters._redis.hget("rl:{1}:minute", "900") is None
 
 
@@ -203,7 +200,7 @@ def test_counts_stay_whole_when_idle_counters_are_forgotten_between_calls():
     assert counters.take(1, limits, 10.0, PERIOD, None, 30).allowed
     counters.sweep(10.0 + 62)  # the minute's counter has expired, the hour's has not
     assert [counters.take(1, limits, 72.5, PERIOD, None, 30).allowed for _ in range(3)] == [True, True, False]
-    assert counters.take(1, limits, 72.5, PERIOD, None, 30).counts == [2, 3]  # refused by the hour: 1 + 2
+    assert counters.take(1, limits, 72.5, PERIOD, None, 30).refused == 1  # by the hour: 1 + 2
 
 
 def test_a_billing_period_extended_keeps_its_count_through_a_sweep():
