@@ -55,7 +55,7 @@ from accounts.models import (
 )
 from billing.models import Plan, Window, calendar_month
 from core.problems import CONTENT_TYPE, problem_body
-from usage.limiter import Limit, MemoryCounters, RedisCounters, Verdict
+from usage.limiter import CountersDown, Limit, MemoryCounters, RedisCounters, Verdict
 from usage.recorder import recorder, storable
 
 log = logging.getLogger(__name__)
@@ -628,8 +628,9 @@ class ForwardAuth:
         period = self._period(credential, now)
         try:
             verdict = self.counters.take(credential.account, limits, now, period, plan.concurrency, self.lease_ttl)
-        except redis.RedisError:
-            log.exception("Forward-auth: rate-limit counters unavailable")
+        except redis.RedisError as error:
+            if not isinstance(error, CountersDown):  # one traceback a second, not one a call
+                log.exception("Forward-auth: rate-limit counters unavailable")
             if not self.fail_open:
                 return unavailable("Rate limiting unavailable")
             # Let through unchecked, but recorded (and so billed) like any call, and marked.

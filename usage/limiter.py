@@ -212,6 +212,10 @@ class MemoryCounters:
                 del self._leases[account]
 
 
+class CountersDown(redis.ConnectionError):
+    """Redis failed less than a second ago, and is not asked again yet: the failure is the one already reported."""
+
+
 class RedisCounters:
     """Exact across processes and replicas: one atomic Lua script, one round trip per decision."""
 
@@ -233,7 +237,7 @@ class RedisCounters:
         # next second's decisions are answered at once as if it were down (a server deciding on
         # one thread would otherwise wait half a second on every call).
         if time.monotonic() < self._down_until:
-            raise redis.ConnectionError("Redis failed less than a second ago")
+            raise CountersDown("Redis failed less than a second ago")
         try:
             return self._take(account, limits, now, period, concurrency, lease_ttl)
         except redis.RedisError:

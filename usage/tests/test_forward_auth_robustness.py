@@ -114,6 +114,15 @@ def test_when_redis_is_down_the_setting_decides(auth, secret, fail_open, status)
         assert dict(answer.headers)["Retry-After"] == "5"
 
 
+def test_a_redis_outage_is_logged_once_a_second_not_once_a_call(auth, secret, caplog):
+    down = ForwardAuth(RedisCounters("redis://127.0.0.1:1/0"), fail_open=True, refresh_seconds=0, lease_ttl=30)
+    down.refresh()
+    with caplog.at_level("ERROR", logger="usage.forward_auth"):
+        statuses = {call(down, secret).status for _ in range(50)}
+    assert statuses == {200}
+    assert [record.message for record in caplog.records] == ["Forward-auth: rate-limit counters unavailable"]
+
+
 @pytest.mark.parametrize("fail_open, status", [("0", 503), ("1", 200)])
 def test_when_postgresql_is_down_at_start_the_setting_decides(fail_open, status):
     script = (
