@@ -15,7 +15,8 @@ process). Each journal file names the database it was meant for (the
 `usage_database` row); a file meant for another database is kept and
 reported, never replayed here. `stop()` (at exit, SIGTERM included) flushes
 what is left or journals it. A hard crash (SIGKILL, power loss) loses what was
-in memory: at most one flush interval of calls.
+in memory: at most one flush interval of calls. A journal file it was writing
+(still `.partial` ABANDONED_SECONDS later) is replayed as far as it got.
 
 No event can hold the others back: a batch the database refuses for its data
 (not for being down) is split in halves until each refused event stands alone;
@@ -87,6 +88,7 @@ DELETE FROM usage_quantity AS quantity USING merged WHERE quantity.request_id = 
 DELETE FROM usage_quantity WHERE received < now() - INTERVAL '7 days'
 """
 MAX_BACKOFF = 30.0
+ABANDONED_SECONDS = 60.0  # a journal file written in ms and still .partial after this: its writer died
 # Refused for what it holds, not because the database is unreachable: splitting the batch isolates the event.
 # (psycopg raises COPY's errors itself; Django wraps the others, keeping psycopg's as the cause.)
 DATA_ERRORS = (psycopg.errors.DataError, psycopg.errors.IntegrityError, ValueError, TypeError, OverflowError)
@@ -334,7 +336,12 @@ class UsageRecorder:
                     header, lines = read_header(journal), journal.readlines()
             except FileNotFoundError:
                 continue  # another process replayed it meanwhile
+            if lines and not lines[-1].endswith("\n"):
+                lines.pop()  # cut short by its writer's death: the events before it are whole
             if not self._owns(header):
+                if path.suffix == ".partial" and not lines:  # cut short in its header: it holds no event
+                    path.unlink(missing_ok=True)
+                    continue
                 if path not in self._reported:
                     self._reported.add(path)
                     log.error("Usage: journal %s is meant for another database (%s); kept, not replayed", path, header)
@@ -359,7 +366,12 @@ class UsageRecorder:
         return self._database
 
     def journal_files(self) -> list[Path]:
-        return sorted(self.journal_dir.glob("*.jsonl")) if self.journal_dir.is_dir() else []
+        """The journal files, and those left .partial by a writer that died (replayed as far as they got)."""
+        if not self.journal_dir.is_dir():
+            return []
+        abandoned = time.time() - ABANDONED_SECONDS
+        partial = [path for path in self.journal_dir.glob("*.partial") if modified_before(path, abandoned)]
+        return sorted([*self.journal_dir.glob("*.jsonl"), *partial])
 
     def foreign_journals(self) -> list[tuple[Path, dict | None]]:
         """Journal files meant for another database (or unmarked), with their headers: kept, never replayed here."""
@@ -404,6 +416,13 @@ def database_target() -> str:
     """Where the settings point, for a journal written before the database ever answered."""
     db = settings.DATABASES["default"]
     return f"{db.get('HOST') or 'local'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+def modified_before(path: Path, instant: float) -> bool:
+    try:
+        return path.stat().st_mtime < instant
+    except FileNotFoundError:  # renamed or replayed meanwhile
+        return False
 
 
 def read_header(journal) -> dict | None:

@@ -2,6 +2,8 @@
 
 import itertools
 import json
+import os
+import time
 import uuid
 from datetime import timedelta
 
@@ -314,6 +316,26 @@ def test_poison_in_a_journal_is_set_aside_and_the_good_events_replayed(tmp_path,
     assert ApiCall.objects.count() == 10_000 and totals()["requests"] == 10_000
     assert len(dead_letters()) == 73 and DeadLetter.objects.filter(event__contains="{not json").exists()
     assert not list(journal.iterdir())
+
+
+def test_a_journal_cut_short_by_its_writers_death_is_replayed_as_far_as_it_got(tmp_path, usage_store):
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    header = json.dumps({"database": database_id(), "target": database_target()})
+    lines = [header, *(json.dumps(event(i)) for i in range(3)), json.dumps(event(3))[:20]]  # killed mid-line
+    abandoned = journal / "1.000000-4242-0.partial"
+    abandoned.write_text("\n".join(lines))
+    empty = journal / "2.000000-4242-1.partial"  # killed in its header
+    empty.write_text(header[:10])
+    being_written = journal / f"{time.time():.6f}-4243-0.partial"
+    being_written.write_text(header + "\n" + json.dumps(event(7)) + "\n")
+    for path in (abandoned, empty):
+        os.utime(path, (time.time() - 120, time.time() - 120))
+
+    assert UsageRecorder(journal_dir=journal).flush()
+    assert sorted(ApiCall.objects.values_list("request_id", flat=True)) == ["req-0", "req-1", "req-2"]
+    assert not DeadLetter.objects.exists()
+    assert list(journal.iterdir()) == [being_written]
 
 
 def test_a_journal_meant_for_another_database_is_kept_and_reported(tmp_path, usage_store):
