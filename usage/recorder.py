@@ -336,8 +336,8 @@ class UsageRecorder:
                     header, lines = read_header(journal), journal.readlines()
             except FileNotFoundError:
                 continue  # another process replayed it meanwhile
-            if lines and not lines[-1].endswith("\n"):
-                lines.pop()  # cut short by its writer's death: the events before it are whole
+            if path.suffix == ".partial" and lines and not lines[-1].endswith("\n"):
+                lines.pop()  # cut short by its writer's death: the lines before it are whole
             if not self._owns(header):
                 if path.suffix == ".partial" and not lines:  # cut short in its header: it holds no event
                     path.unlink(missing_ok=True)
