@@ -574,8 +574,8 @@ class ForwardAuth:
 
     def answer(self, environ: dict, may_wait: bool = True) -> Answer | None:
         """The decision on a forward-auth call. With may_wait=False, None where it would wait on the
-        database (the plans not yet loaded, a token not yet cached): a server deciding on one thread
-        asks again from another thread (usage/server.py)."""
+        database (the plans not yet loaded, a token not yet cached) or on Redis (its counters): a
+        server deciding on one thread asks again from another thread (usage/server.py)."""
         if self.plans is None:
             if not may_wait:
                 return None
@@ -625,6 +625,8 @@ class ForwardAuth:
                 return refusal
             if restrictions.limits:
                 limits += restrictions.limits
+        if self.counters.waits and not may_wait:
+            return None
         period = self._period(credential, now)
         try:
             verdict = self.counters.take(credential.account, limits, now, period, plan.concurrency, self.lease_ttl)

@@ -138,6 +138,8 @@ UNLIMITED = 2**62  # the room of no limits at all
 class MemoryCounters:
     """Exact within one process (threads included)."""
 
+    waits = False  # a decision never waits on anything but this process's lock
+
     def __init__(self):
         self._counts: dict[int, dict[str, RollingCount]] = {}
         self._current: dict[int, Current] = {}
@@ -218,6 +220,8 @@ class CountersDown(redis.ConnectionError):
 
 class RedisCounters:
     """Exact across processes and replicas: one atomic Lua script, one round trip per decision."""
+
+    waits = True  # for the round trip: a server deciding on one loop takes it on a thread (usage/server.py)
 
     _script_source = (Path(__file__).parent / "limiter.lua").read_text()
 

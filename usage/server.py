@@ -11,8 +11,9 @@ the others there (measured at full load: 30,000 calls/s written at once, 40,000 
 at 16,000/s 3.2 against 2.6 ms).
 
 Answers that would wait on the database (a token's first call, the plans before the
-database has ever answered) are decided on a small thread pool, so a slow database holds
-up only them; later calls on the same connection wait for theirs, in order. A request
+database has ever answered) or on Redis (every decision with its counters) are decided on a
+thread pool, so a slow database or Redis holds up only them; later calls on the same
+connection wait for theirs, in order. A request
 whose head is malformed, or larger than MAX_HEAD bytes, gets 400 or 431, one begun and
 left unfinished for PARTIAL_SECONDS 408, and the connection is closed (after answering the
 requests before it); so is a connection idle for IDLE_SECONDS, or whose client does not
@@ -20,8 +21,8 @@ read its answers (it is read no further). SIGTERM or SIGINT: stop listening, fin
 calls in hand, hand the last usage events to the flusher and wait for it to write them.
 
 One process decides for the whole database with memory counters (the default). With
-FORWARD_AUTH_BACKEND=redis, several can share the port (SO_REUSEPORT), one per core; each
-decision then waits for its Redis round trip on the loop.
+FORWARD_AUTH_BACKEND=redis, several can share the port (SO_REUSEPORT), one per core, each
+with FORWARD_AUTH_REDIS_CONNECTIONS threads for the round trips.
 """
 
 import asyncio
@@ -35,6 +36,7 @@ from collections.abc import Callable
 
 import httptools
 import uvloop
+from django.conf import settings
 
 from usage.flusher import FlusherProcess
 from usage.forward_auth import HEADERS_READ, STATUS_LINES, ForwardAuth, problem
@@ -202,7 +204,7 @@ class Connection(asyncio.Protocol):
         head_only = environ["REQUEST_METHOD"] == "HEAD"
         if answer is not None:
             return self._send(answer, keep_alive, head_only)
-        # It would wait on the database: decided on the pool, this connection paused meanwhile.
+        # It would wait on the database or Redis: decided on the pool, this connection paused meanwhile.
         self.waiting = True
         self.transport.pause_reading()
         future = asyncio.get_running_loop().run_in_executor(self.server.pool, self.server.auth.answer, environ)
@@ -271,7 +273,8 @@ def freeze_new_objects() -> None:
 
 
 async def serve(auth: ForwardAuth, host: str, port: int) -> None:
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="forward-auth-look-up")
+    threads = settings.FORWARD_AUTH_REDIS_CONNECTIONS if auth.counters.waits else 4  # else: look-ups only
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="forward-auth-decide")
     server = Server(auth, pool)
     loop = asyncio.get_running_loop()
     listening = await loop.create_server(lambda: Connection(server), host, port, backlog=1024, reuse_port=True)

@@ -172,6 +172,25 @@ def test_a_slow_database_holds_up_only_the_calls_that_wait_on_it(customer, secre
         assert status(answers["fresh"]) == 200
 
 
+def test_a_silent_redis_holds_up_only_the_calls_that_wait_on_it(secret):
+    """Redis counters: each decision's round trip is taken on the pool, never on the loop that reads the others."""
+    port = free_port()
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # takes connections, never answers
+        redis_url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        with forward_auth_server(port, FORWARD_AUTH_BACKEND="redis", REDIS_URL=redis_url, FORWARD_AUTH_FAIL_OPEN="1"):
+            assert status(call(port, bearer(secret))) == 200  # the token is in memory now; Redis failed
+            time.sleep(1.1)  # after a failure, Redis is asked again a second later
+            answers = {}
+            waiting = threading.Thread(target=lambda: answers.update(token=call(port, bearer(secret))))
+            waiting.start()
+            time.sleep(0.1)  # its round trip waits for Redis's answer (0.5 s)
+            started = time.monotonic()
+            assert status(call(port)) == 401  # no token: nothing to ask Redis
+            assert time.monotonic() - started < 0.3 and "token" not in answers
+            waiting.join(timeout=10)
+    assert status(answers["token"]) == 200 and b"X-RateLimit-Unchecked: 1\r\n" in answers["token"]
+
+
 def test_every_call_is_written_after_a_clean_stop(secret):
     port = free_port()
     with forward_auth_server(port) as server:
