@@ -278,6 +278,7 @@ class Credential:
     restrictions: Restrictions | None = None  # the token's own, if it has any
     blocked: str = ""  # why the customer's calls are all refused (billing.Customer.calls_blocked); "": they are not
     verified: int | None = None  # hash() of the secret last found to match the digest
+    own_limits: tuple = (None, ())  # the plan's limits last seen, and them with the token's own after them
 
     def verifies(self, token: str, key: bytes) -> bool:
         """Whether `token` is this credential's secret. The keyed BLAKE2b is computed once; then the secret
@@ -289,6 +290,15 @@ class Credential:
             self.verified = hash(token)
             return True
         return False
+
+    def with_own_limits(self, limits: tuple[Limit, ...]) -> tuple[Limit, ...]:
+        """The plan's limits and the token's own, as the same tuple call after call (so memory counters
+        stay current between calls, as for the plan's alone)."""
+        plan_limits, combined = self.own_limits
+        if plan_limits is not limits:
+            combined = limits + self.restrictions.limits
+            self.own_limits = (limits, combined)
+        return combined
 
 
 def load_plans() -> tuple[dict[int, PlanRules], PlanRules | None]:
@@ -624,7 +634,7 @@ class ForwardAuth:
             if refusal is not None:
                 return refusal
             if restrictions.limits:
-                limits += restrictions.limits
+                limits = credential.with_own_limits(limits)
         if self.counters.waits and not may_wait:
             return None
         period = self._period(credential, now)

@@ -110,6 +110,16 @@ def test_a_token_limit_lower_than_the_plans_is_counted_for_that_token_alone(auth
     assert body(call(auth, other))["window"] == "minute"
 
 
+def test_a_token_limit_is_taken_with_the_plans_as_the_same_limits_call_after_call(auth, secret, customer):
+    """Memory counters stay current between calls (no counter moved) only for the same tuple of limits."""
+    restrict(customer, per_minute=5)
+    auth.refresh()
+    taken, take = [], auth.counters.take
+    auth.counters.take = lambda account, limits, *rest: taken.append(limits) or take(account, limits, *rest)
+    assert [call(auth, secret).status for _ in range(2)] == [200, 200]
+    assert taken[0] is taken[1] and taken[0][-1].name.startswith("token-")
+
+
 def test_restrictions_reach_a_cached_credential_through_the_change_feed(auth, secret, customer):
     auth.refresh()
     assert call(auth, secret, uri="/v1/en/summarization").status == 200
