@@ -13,11 +13,10 @@ at 16,000/s 3.2 against 2.6 ms).
 Answers that would wait on the database (a token's first call, the plans before the
 database has ever answered) or on Redis (every decision with its counters) are decided on a
 thread pool, so a slow database or Redis holds up only them; later calls on the same
-connection wait for theirs, in order. A request
-whose head is malformed, or larger than MAX_HEAD bytes, gets 400 or 431, one begun and
-left unfinished for PARTIAL_SECONDS 408, and the connection is closed (after answering the
-requests before it); so is a connection idle for IDLE_SECONDS, or whose client does not
-read its answers (it is read no further). SIGTERM or SIGINT: stop listening, finish the
+connection wait for theirs, in order. A request whose head is malformed, or larger than
+MAX_HEAD bytes, gets 400 or 431, one begun and left unfinished for PARTIAL_SECONDS 408,
+and the connection is closed (after answering the requests before it); so is a connection
+idle for IDLE_SECONDS, or whose client does not read its answers (it is read no further). SIGTERM or SIGINT: stop listening, finish the
 calls in hand, hand the last usage events to the flusher and wait for it to write them.
 
 One process decides for the whole database with memory counters (the default). With
