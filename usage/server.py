@@ -16,8 +16,9 @@ thread pool, so a slow database or Redis holds up only them; later calls on the 
 connection wait for theirs, in order. A request whose head is malformed, or larger than
 MAX_HEAD bytes, gets 400 or 431, one begun and left unfinished for PARTIAL_SECONDS 408,
 and the connection is closed (after answering the requests before it); so is a connection
-idle for IDLE_SECONDS, or whose client does not read its answers (it is read no further). SIGTERM or SIGINT: stop listening, finish the
-calls in hand, hand the last usage events to the flusher and wait for it to write them.
+idle for IDLE_SECONDS, or whose client does not read its answers (it is read no further).
+SIGTERM or SIGINT: stop listening, finish the calls in hand, hand the last usage events to
+the flusher and wait for it to write them.
 
 One process decides for the whole database with memory counters (the default). With
 FORWARD_AUTH_BACKEND=redis, several can share the port (SO_REUSEPORT), one per core, each
