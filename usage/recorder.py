@@ -176,8 +176,7 @@ class UsageRecorder:
             self._finalizer.cancel()
             self._finalizer = None
         if self._thread is None:
-            if self.pending:  # nothing to write: no need to reach the database
-                self._flush_or_journal()
+            self._flush_or_journal()
             return
         self._stopping.set()
         self._wake.set()
@@ -186,9 +185,11 @@ class UsageRecorder:
 
     def _run(self) -> None:
         try:
-            while not self._stopping.is_set():
+            while True:
                 self._wake.wait(max(settings.USAGE_FLUSH_SECONDS, self._backoff))
                 self._wake.clear()
+                if self._stopping.is_set():
+                    break  # what is left is written once, below
                 try:
                     self.flush()
                 except Exception:  # never let the thread die: events would pile up unwritten
@@ -201,6 +202,8 @@ class UsageRecorder:
 
     def _flush_or_journal(self) -> None:
         """Write what waits; journal what cannot be written, and what arrived during the flush."""
+        if not self.pending:
+            return  # nothing to write: a database that is down would only hold the exit up
         try:
             self.flush()
         except Exception:
