@@ -202,7 +202,7 @@ class UsageRecorder:
 
     def _flush_or_journal(self) -> None:
         """Write what waits; journal what cannot be written, and what arrived during the flush."""
-        if not self.pending:
+        if not self.pending and not self.journal_files():
             return  # nothing to write: a database that is down would only hold the exit up
         try:
             self.flush()
