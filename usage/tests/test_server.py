@@ -2,7 +2,9 @@
 
 import asyncio
 import concurrent.futures
+import contextlib
 import gc
+import marshal
 import os
 import re
 import signal
@@ -17,6 +19,7 @@ from django.db import connection
 from accounts.models import ApiToken
 from billing.models import Plan
 from tests.servers import children, forward_auth_server, free_port, wait_for
+from usage.flusher import LENGTH
 from usage.models import ApiCall
 from usage.server import Connection, Server
 
@@ -245,6 +248,49 @@ def test_a_flusher_that_stops_reading_leaves_the_server_bounded_and_loses_nothin
     assert ApiCall.objects.count() == 30_000  # the last call had no token: nothing to record
     assert ApiCall.objects.values("request_id").distinct().count() == 30_000
     assert not list(tmp_path.glob("*.jsonl"))  # replayed
+
+
+def test_a_flusher_killed_mid_frame_loses_only_the_whole_frames_in_its_pipe(secret):
+    """The frame the server was writing when its flusher died is shipped whole to the next one (not lost,
+    not written twice); the frames that died in the pipe are the only loss, as with any killed worker."""
+    port = free_port()
+    with forward_auth_server(port) as server:
+        (flusher,) = children(server.pid)
+        os.kill(flusher, signal.SIGSTOP)
+        request = f"GET /forward-auth HTTP/1.1\r\nHost: x\r\n{bearer(secret)}\r\n"
+        calls = (request * 20_000 + "GET /forward-auth HTTP/1.1\r\nConnection: close\r\n\r\n").encode()
+        assert len(statuses(exchange(port, calls, timeout=60))) == 20_001  # more events than the pipe holds
+        time.sleep(0.5)  # shipped as far as the pipe takes them
+        os.kill(server.pid, signal.SIGSTOP)  # while the pipe is read here, nothing is shipped into it
+        try:
+            pipe = os.open(f"/proc/{flusher}/fd/0", os.O_RDONLY | os.O_NONBLOCK)
+            in_pipe = bytearray()
+            with contextlib.suppress(BlockingIOError):
+                while chunk := os.read(pipe, 1 << 20):
+                    in_pipe += chunk
+            os.close(pipe)
+            os.kill(flusher, signal.SIGKILL)
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        server.terminate()
+        assert server.wait(timeout=60) == 0
+    lost, cut_short = whole_frames(bytes(in_pipe))
+    assert lost > 0 and cut_short > 0  # the flusher died with whole frames in its pipe and the server mid-frame
+    assert ApiCall.objects.count() == 20_000 - lost
+    assert ApiCall.objects.values("request_id").distinct().count() == 20_000 - lost
+
+
+def whole_frames(data: bytes) -> tuple[int, int]:
+    """The events in the whole frames that begin `data` (usage/flusher.py), and the bytes of the frame cut short after them."""
+    events = offset = 0
+    while offset + LENGTH.size <= len(data):
+        (size,) = LENGTH.unpack_from(data, offset)
+        end = offset + LENGTH.size + size
+        if end > len(data):
+            break
+        events += len(marshal.loads(data[offset + LENGTH.size : end]))
+        offset = end
+    return events, len(data) - offset
 
 
 def test_a_closed_connection_is_freed_without_the_collector(auth, customer, secret, monkeypatch):
