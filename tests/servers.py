@@ -137,12 +137,18 @@ def processes_using(directory: Path) -> list[str]:
     return found
 
 
+def stat_fields(stat: Path) -> list[str]:
+    """The fields of a /proc stat file (a process's or a thread's) after its name, which may hold spaces:
+    state, parent, ..."""
+    return stat.read_text().rpartition(")")[2].split()
+
+
 def children(pid: int) -> list[int]:
     """The live child processes of `pid` (granian's workers, the usage flusher), from /proc."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rpartition(")")[2].split()
+            fields = stat_fields(stat)
         except OSError:
             continue  # gone meanwhile
         if fields[0] != "Z" and int(fields[1]) == pid:

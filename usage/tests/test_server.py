@@ -19,7 +19,7 @@ from django.db import connection
 
 from accounts.models import ApiToken
 from billing.models import Plan
-from tests.servers import children, forward_auth_server, free_port, wait_for
+from tests.servers import children, forward_auth_server, free_port, stat_fields, wait_for
 from usage.flusher import LENGTH
 from usage.models import ApiCall
 from usage.server import Connection, Server
@@ -274,7 +274,7 @@ def test_a_flusher_killed_with_a_full_pipe_loses_only_the_whole_frames_in_it(sec
             os.kill(flusher, signal.SIGKILL)
             # Dead before the server goes on: else it would ship into the room just read, and the calls
             # in that room would die with the flusher uncounted here.
-            assert wait_for(lambda: state(Path(f"/proc/{flusher}/stat")) == "Z", seconds=5)
+            assert wait_for(lambda: stat_fields(Path(f"/proc/{flusher}/stat"))[0] == "Z", seconds=5)
         finally:
             os.kill(server.pid, signal.SIGCONT)
         assert wait_for(lambda: children(server.pid) and children(server.pid) != [flusher], seconds=10)
@@ -290,12 +290,7 @@ def stop(pid: int) -> None:
     """SIGSTOP `pid`, and wait until each of its threads has stopped (the signal is delivered asynchronously)."""
     os.kill(pid, signal.SIGSTOP)
     tasks = Path(f"/proc/{pid}/task")
-    assert wait_for(lambda: {state(stat) for stat in tasks.glob("*/stat")} == {"T"}, seconds=5)
-
-
-def state(stat: Path) -> str:
-    """A process's or thread's state letter, from its /proc stat file."""
-    return stat.read_text().rpartition(")")[2].split()[0]
+    assert wait_for(lambda: {stat_fields(stat)[0] for stat in tasks.glob("*/stat")} == {"T"}, seconds=5)
 
 
 def whole_frames(data: bytes) -> int:
